@@ -1,0 +1,172 @@
+//! The one place where a concrete Burn backend is chosen: `--backend` →
+//! a device, and a generic task run on it. Everything else in gcse is generic
+//! over `B: Backend` / `B: AutodiffBackend`.
+
+use std::fmt;
+
+use burn::backend::ndarray::NdArrayDevice;
+use burn::backend::wgpu::{graphics::AutoGraphicsApi, graphics::GraphicsApi, WgpuDevice};
+use burn::backend::{Autodiff, NdArray, Wgpu};
+use burn::tensor::backend::AutodiffBackend;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The compute backend a command runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// CUDA if built in and a device exists, else a hardware WGPU adapter, else CPU.
+    Auto,
+    /// The CPU, through Burn's ndarray backend.
+    Cpu,
+    /// WGPU: Vulkan, Metal or DirectX 12, whichever the platform has (software
+    /// Vulkan too, e.g. Mesa's lavapipe).
+    Wgpu,
+    /// CUDA (build with `--features cuda`).
+    Cuda,
+}
+
+/// The device a command will run on, resolved from a [`BackendKind`].
+#[derive(Debug, Clone)]
+pub enum Resolved {
+    /// ndarray on the CPU.
+    Cpu,
+    /// A WGPU adapter.
+    Wgpu {
+        /// Burn's handle of the adapter.
+        device: WgpuDevice,
+        /// Adapter name, graphics API and kind, for printing.
+        description: String,
+    },
+    /// A CUDA device by index.
+    #[cfg(feature = "cuda")]
+    Cuda {
+        /// Device ordinal.
+        index: usize,
+    },
+}
+
+impl fmt::Display for Resolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Resolved::Cpu => write!(f, "cpu (ndarray, {} threads)", rayon_threads()),
+            Resolved::Wgpu { description, .. } => write!(f, "wgpu ({description})"),
+            #[cfg(feature = "cuda")]
+            Resolved::Cuda { index } => write!(f, "cuda (device {index})"),
+        }
+    }
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Work generic over the backend: the binary builds one and [`run`] calls it
+/// with the chosen backend (wrapped in [`Autodiff`]; inference code uses
+/// `B::InnerBackend`, which shares the device type).
+pub trait BackendTask {
+    /// What the task returns.
+    type Output;
+    /// Runs the task on `device`.
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Resolves `kind` to a device on this machine.
+pub fn resolve(kind: BackendKind) -> Result<Resolved> {
+    match kind {
+        BackendKind::Cpu => Ok(Resolved::Cpu),
+        BackendKind::Wgpu => best_wgpu_adapter(true).ok_or_else(|| {
+            Error::Backend(
+                "no WGPU adapter found: install a Vulkan driver (on Debian/Ubuntu: mesa-vulkan-drivers \
+                 for a software one) or use --backend cpu"
+                    .into(),
+            )
+        }),
+        BackendKind::Cuda => cuda(),
+        BackendKind::Auto => {
+            if let Ok(cuda) = cuda() {
+                return Ok(cuda);
+            }
+            Ok(best_wgpu_adapter(false).unwrap_or(Resolved::Cpu))
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda() -> Result<Resolved> {
+    match cuda_device_count() {
+        Some(n) if n > 0 => Ok(Resolved::Cuda { index: 0 }),
+        _ => Err(Error::Backend(
+            "no CUDA device found (is the NVIDIA driver installed?)".into(),
+        )),
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda() -> Result<Resolved> {
+    Err(Error::Backend(
+        "this gcse was built without CUDA: rebuild with `cargo build --release --features cuda`"
+            .into(),
+    ))
+}
+
+/// Number of CUDA devices, or None when the driver library cannot be loaded
+/// (cudarc panics then; the panic is caught and silenced).
+#[cfg(feature = "cuda")]
+fn cuda_device_count() -> Option<i32> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let count = std::panic::catch_unwind(cudarc::driver::CudaContext::device_count);
+    std::panic::set_hook(hook);
+    count.ok()?.ok()
+}
+
+/// The best WGPU adapter: discrete, then integrated, then virtual GPU, then
+/// (when `allow_software`) a CPU adapter such as lavapipe.
+fn best_wgpu_adapter(allow_software: bool) -> Option<Resolved> {
+    let backend = AutoGraphicsApi::backend();
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+        backends: backend.into(),
+        ..wgpu::InstanceDescriptor::new_without_display_handle()
+    });
+    let adapters = futures_lite::future::block_on(instance.enumerate_adapters(backend.into()));
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
+    let mut order = vec![
+        wgpu::DeviceType::DiscreteGpu,
+        wgpu::DeviceType::IntegratedGpu,
+        wgpu::DeviceType::VirtualGpu,
+    ];
+    if allow_software {
+        order.push(wgpu::DeviceType::Cpu);
+    }
+    for kind in order {
+        // Burn numbers adapters within one device type, in enumeration order.
+        if let Some(info) = infos.iter().find(|i| i.device_type == kind) {
+            let device = match kind {
+                wgpu::DeviceType::DiscreteGpu => WgpuDevice::DiscreteGpu(0),
+                wgpu::DeviceType::IntegratedGpu => WgpuDevice::IntegratedGpu(0),
+                wgpu::DeviceType::VirtualGpu => WgpuDevice::VirtualGpu(0),
+                _ => WgpuDevice::Cpu,
+            };
+            let description = format!("{}, {:?}, {:?}", info.name, info.backend, info.device_type);
+            return Some(Resolved::Wgpu {
+                device,
+                description,
+            });
+        }
+    }
+    None
+}
+
+/// Runs `task` on the resolved device.
+pub fn run<T: BackendTask>(resolved: &Resolved, task: T) -> T::Output {
+    match resolved {
+        Resolved::Cpu => task.run::<Autodiff<NdArray<f32>>>(NdArrayDevice::Cpu),
+        Resolved::Wgpu { device, .. } => task.run::<Autodiff<Wgpu>>(device.clone()),
+        #[cfg(feature = "cuda")]
+        Resolved::Cuda { index } => {
+            task.run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(*index))
+        }
+    }
+}

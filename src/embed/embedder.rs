@@ -1,0 +1,115 @@
+//! Encoding many sentences: tokenize all, batch by length, run the encoder,
+//! put the vectors back in input order.
+
+use burn::tensor::backend::Backend;
+use indicatif::ProgressBar;
+
+use crate::data::batcher::{length_sorted_batches, TokenBatch};
+use crate::data::tokenizer::SentenceTokenizer;
+use crate::error::{Error, Result};
+use crate::model::encoder::SentenceEncoder;
+use crate::model::pooling::Pooling;
+
+/// Sentence vectors, one row per input sentence, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// Width of each vector.
+    pub dim: usize,
+    /// `rows * dim` values.
+    pub data: Vec<f32>,
+    /// How many inputs were cut to the tokenizer's `max_len`.
+    pub truncated: usize,
+}
+
+impl Embeddings {
+    /// Number of vectors.
+    pub fn rows(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// Vector `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Cosine similarity of rows `i` and `j` of two embedding sets, in f64.
+    pub fn cosine(&self, i: usize, other: &Embeddings, j: usize) -> f64 {
+        cosine(self.row(i), other.row(j))
+    }
+}
+
+/// Cosine similarity in f64; 0 when either vector is zero.
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (&x, &y) in a.iter().zip(b) {
+        let (x, y) = (x as f64, y as f64);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 0.0;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+/// An encoder ready to embed text: model, tokenizer, pooling and batching.
+pub struct Embedder<'a, B: Backend> {
+    /// The encoder (inference: a non-autodiff backend, so no dropout).
+    pub encoder: &'a SentenceEncoder<B>,
+    /// Its tokenizer.
+    pub tokenizer: &'a SentenceTokenizer,
+    /// Id used to pad token sequences.
+    pub pad_id: u32,
+    /// How token states become a sentence vector.
+    pub pooling: Pooling,
+    /// Sentences per forward pass.
+    pub batch_size: usize,
+    /// Where the tensors live.
+    pub device: B::Device,
+}
+
+impl<B: Backend> Embedder<'_, B> {
+    /// Embeds `sentences` in input order, advancing `progress` by one per
+    /// sentence. Batches hold sentences of similar length.
+    pub fn embed<S: AsRef<str>>(
+        &self,
+        sentences: &[S],
+        progress: &ProgressBar,
+    ) -> Result<Embeddings> {
+        let encoded = self.tokenizer.encode(sentences)?;
+        let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
+        let dim = self.encoder.backbone.hidden_size();
+        let mut data = vec![0f32; sentences.len() * dim];
+        for batch in length_sorted_batches(&lengths, self.batch_size) {
+            let rows: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
+            let tokens = TokenBatch::new(&rows, self.pad_id, &self.device);
+            let vectors = self.encoder.forward(&tokens, self.pooling);
+            let values = vectors
+                .into_data()
+                .to_vec::<f32>()
+                .map_err(|e| Error::Backend(format!("reading embeddings back: {e:?}")))?;
+            for (k, &i) in batch.iter().enumerate() {
+                data[i * dim..(i + 1) * dim].copy_from_slice(&values[k * dim..(k + 1) * dim]);
+            }
+            progress.inc(batch.len() as u64);
+        }
+        Ok(Embeddings {
+            dim,
+            data,
+            truncated: encoded.iter().filter(|e| e.truncated).count(),
+        })
+    }
+}
+
+impl Embeddings {
+    /// Scales every row to unit length (zero rows stay zero).
+    pub fn normalize(&mut self) {
+        for row in self.data.chunks_mut(self.dim.max(1)) {
+            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                row.iter_mut().for_each(|v| *v /= norm);
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Turning text into sentence vectors, and the `gcse embed` file formats.
+
+pub mod embedder;
+pub mod input;
+pub mod output;

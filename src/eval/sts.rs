@@ -1,0 +1,450 @@
+//! The SentEval STS protocol as SimCSE and GCSE report it: cosine similarity
+//! of sentence embeddings against gold scores, Spearman x 100; STS12-16 in
+//! the "all" setting (subsets concatenated), STS-B and SICK-R on their test
+//! splits, pairs with an empty gold score skipped. Sentences are whitespace
+//! tokenized and re-joined with single spaces, as SentEval hands them over.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use serde::Serialize;
+
+use super::spearman::{pearson, spearman};
+use crate::embed::embedder::Embedder;
+use crate::error::{Error, Result};
+
+/// One STS evaluation set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StsTask {
+    /// SemEval 2012, all five subsets.
+    Sts12,
+    /// SemEval 2013, all three subsets.
+    Sts13,
+    /// SemEval 2014, all six subsets.
+    Sts14,
+    /// SemEval 2015, all five subsets.
+    Sts15,
+    /// SemEval 2016, all five subsets.
+    Sts16,
+    /// STS Benchmark, test split.
+    StsB,
+    /// SICK relatedness, test split.
+    SickR,
+    /// STS Benchmark, dev split (for model selection in training).
+    StsBDev,
+    /// SICK relatedness, trial split (for model selection in training).
+    SickDev,
+}
+
+/// Sentence pairs with gold similarity scores.
+#[derive(Debug, Clone, Default)]
+pub struct StsPairs {
+    /// First sentence of each pair.
+    pub a: Vec<String>,
+    /// Second sentence of each pair.
+    pub b: Vec<String>,
+    /// Gold score of each pair.
+    pub gold: Vec<f64>,
+}
+
+impl StsTask {
+    /// The seven test tasks, in the papers' column order.
+    pub const TEST_SUITE: [StsTask; 7] = [
+        StsTask::Sts12,
+        StsTask::Sts13,
+        StsTask::Sts14,
+        StsTask::Sts15,
+        StsTask::Sts16,
+        StsTask::StsB,
+        StsTask::SickR,
+    ];
+
+    /// The development sets.
+    pub const DEV: [StsTask; 2] = [StsTask::StsBDev, StsTask::SickDev];
+
+    /// Name on the command line and in JSON.
+    pub fn key(self) -> &'static str {
+        match self {
+            StsTask::Sts12 => "sts12",
+            StsTask::Sts13 => "sts13",
+            StsTask::Sts14 => "sts14",
+            StsTask::Sts15 => "sts15",
+            StsTask::Sts16 => "sts16",
+            StsTask::StsB => "stsb",
+            StsTask::SickR => "sickr",
+            StsTask::StsBDev => "stsb-dev",
+            StsTask::SickDev => "sickr-dev",
+        }
+    }
+
+    /// Column header in result tables.
+    pub fn column(self) -> &'static str {
+        match self {
+            StsTask::Sts12 => "STS12",
+            StsTask::Sts13 => "STS13",
+            StsTask::Sts14 => "STS14",
+            StsTask::Sts15 => "STS15",
+            StsTask::Sts16 => "STS16",
+            StsTask::StsB => "STS-B",
+            StsTask::SickR => "SICK-R",
+            StsTask::StsBDev => "STS-B dev",
+            StsTask::SickDev => "SICK-R dev",
+        }
+    }
+
+    /// SemEval subsets of the yearly tasks.
+    fn subsets(self) -> &'static [&'static str] {
+        match self {
+            StsTask::Sts12 => &[
+                "MSRpar",
+                "MSRvid",
+                "SMTeuroparl",
+                "surprise.OnWN",
+                "surprise.SMTnews",
+            ],
+            StsTask::Sts13 => &["FNWN", "headlines", "OnWN"],
+            StsTask::Sts14 => &[
+                "deft-forum",
+                "deft-news",
+                "headlines",
+                "images",
+                "OnWN",
+                "tweet-news",
+            ],
+            StsTask::Sts15 => &[
+                "answers-forums",
+                "answers-students",
+                "belief",
+                "headlines",
+                "images",
+            ],
+            StsTask::Sts16 => &[
+                "answer-answer",
+                "headlines",
+                "plagiarism",
+                "postediting",
+                "question-question",
+            ],
+            _ => &[],
+        }
+    }
+
+    /// Reads the task's pairs from a SentEval data directory (the one holding
+    /// `STS/` and `SICK/`).
+    pub fn load(self, senteval: &Path) -> Result<StsPairs> {
+        let mut pairs = StsPairs::default();
+        match self {
+            StsTask::Sts12 | StsTask::Sts13 | StsTask::Sts14 | StsTask::Sts15 | StsTask::Sts16 => {
+                let year = &self.column()[3..];
+                let dir = senteval.join("STS").join(format!("STS{year}-en-test"));
+                for subset in self.subsets() {
+                    read_semeval(&dir, subset, &mut pairs)?;
+                }
+            }
+            StsTask::StsB | StsTask::StsBDev => {
+                let split = if self == StsTask::StsB { "test" } else { "dev" };
+                let path = senteval
+                    .join("STS/STSBenchmark")
+                    .join(format!("sts-{split}.csv"));
+                read_columns(&path, false, [5, 6, 4], &mut pairs)?;
+            }
+            StsTask::SickR | StsTask::SickDev => {
+                let file = if self == StsTask::SickR {
+                    "SICK_test_annotated.txt"
+                } else {
+                    "SICK_trial.txt"
+                };
+                read_columns(
+                    &senteval.join("SICK").join(file),
+                    true,
+                    [1, 2, 3],
+                    &mut pairs,
+                )?;
+            }
+        }
+        Ok(pairs)
+    }
+}
+
+impl fmt::Display for StsTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.key())
+    }
+}
+
+impl FromStr for StsTask {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let wanted = s.to_ascii_lowercase().replace(['_', ' '], "-");
+        StsTask::TEST_SUITE
+            .iter()
+            .chain(&StsTask::DEV)
+            .copied()
+            .find(|t| t.key() == wanted || t.column().to_ascii_lowercase().replace(' ', "-") == wanted)
+            .ok_or_else(|| {
+                format!(
+                    "unknown STS task \"{s}\" (sts12, sts13, sts14, sts15, sts16, stsb, sickr, stsb-dev, sickr-dev)"
+                )
+            })
+    }
+}
+
+/// SentEval's sentence normalisation: split on whitespace, join with one space.
+fn normalise(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn read_lines(path: &Path) -> Result<Vec<String>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::data(path, line, "not valid UTF-8")
+    })?;
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+fn parse_score(path: &Path, line: usize, field: &str) -> Result<f64> {
+    field.trim().parse::<f64>().map_err(|_| {
+        Error::data(
+            path,
+            line,
+            format!("gold score \"{field}\" is not a number"),
+        )
+    })
+}
+
+/// One SemEval subset: `STS.input.<subset>.txt` (two tab-separated sentences a
+/// line) and `STS.gs.<subset>.txt` (a score a line, empty = no gold).
+fn read_semeval(dir: &Path, subset: &str, pairs: &mut StsPairs) -> Result<()> {
+    let input: PathBuf = dir.join(format!("STS.input.{subset}.txt"));
+    let gold: PathBuf = dir.join(format!("STS.gs.{subset}.txt"));
+    let sentences = read_lines(&input)?;
+    let scores = read_lines(&gold)?;
+    if sentences.len() != scores.len() {
+        return Err(Error::data(
+            &gold,
+            scores.len().min(sentences.len()) + 1,
+            format!(
+                "{} gold lines for {} sentence pairs in {}",
+                scores.len(),
+                sentences.len(),
+                input.display()
+            ),
+        ));
+    }
+    for (i, (pair, score)) in sentences.iter().zip(&scores).enumerate() {
+        if score.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = pair.split('\t').collect();
+        if fields.len() != 2 {
+            return Err(Error::data(
+                &input,
+                i + 1,
+                format!("expected 2 tab-separated sentences, found {}", fields.len()),
+            ));
+        }
+        pairs.a.push(normalise(fields[0]));
+        pairs.b.push(normalise(fields[1]));
+        pairs.gold.push(parse_score(&gold, i + 1, score)?);
+    }
+    Ok(())
+}
+
+/// A tab-separated file with the two sentences and the score in `columns`
+/// (`[a, b, score]`), optionally after a header line.
+fn read_columns(
+    path: &Path,
+    header: bool,
+    columns: [usize; 3],
+    pairs: &mut StsPairs,
+) -> Result<()> {
+    let lines = read_lines(path)?;
+    for (i, line) in lines.iter().enumerate().skip(header as usize) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields: Vec<&str> = line.trim().split('\t').collect();
+        let needed = columns.iter().max().unwrap() + 1;
+        if fields.len() < needed {
+            return Err(Error::data(
+                path,
+                i + 1,
+                format!(
+                    "expected at least {needed} tab-separated columns, found {}",
+                    fields.len()
+                ),
+            ));
+        }
+        pairs.a.push(normalise(fields[columns[0]]));
+        pairs.b.push(normalise(fields[columns[1]]));
+        pairs
+            .gold
+            .push(parse_score(path, i + 1, fields[columns[2]])?);
+    }
+    Ok(())
+}
+
+/// The score of one task.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskScore {
+    /// Task name (see [`StsTask::key`]).
+    pub task: String,
+    /// Spearman correlation x 100.
+    pub spearman: f64,
+    /// Pearson correlation x 100.
+    pub pearson: f64,
+    /// Pairs scored.
+    pub pairs: usize,
+}
+
+/// Scores of several tasks and the cost of computing them.
+#[derive(Debug, Clone, Serialize)]
+pub struct StsReport {
+    /// One entry per task, in the order asked.
+    pub scores: Vec<TaskScore>,
+    /// Mean Spearman x 100 over the tasks.
+    pub average: f64,
+    /// Distinct sentences embedded.
+    pub sentences: usize,
+    /// Wall-clock seconds spent embedding.
+    pub seconds: f64,
+    /// Sentences embedded per second.
+    pub sentences_per_second: f64,
+}
+
+impl StsReport {
+    /// Spearman x 100 of a task, if it was evaluated.
+    pub fn spearman(&self, task: StsTask) -> Option<f64> {
+        self.scores
+            .iter()
+            .find(|s| s.task == task.key())
+            .map(|s| s.spearman)
+    }
+
+    /// The results as a text table: one column per task, then the average;
+    /// a second line gives the pair counts.
+    pub fn table(&self) -> String {
+        let mut headers: Vec<String> = self
+            .scores
+            .iter()
+            .map(|s| {
+                s.task
+                    .parse::<StsTask>()
+                    .map_or(s.task.clone(), |t| t.column().to_string())
+            })
+            .collect();
+        headers.push("Avg.".into());
+        let mut values: Vec<String> = self
+            .scores
+            .iter()
+            .map(|s| format!("{:.2}", s.spearman))
+            .collect();
+        values.push(format!("{:.2}", self.average));
+        let mut counts: Vec<String> = self.scores.iter().map(|s| s.pairs.to_string()).collect();
+        counts.push(String::new());
+        let widths: Vec<usize> = headers
+            .iter()
+            .zip(&values)
+            .map(|(h, v)| h.len().max(v.len()).max(5))
+            .collect();
+        let rule = format!(
+            "+{}+",
+            widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("+")
+        );
+        let row = |cells: &[String]| {
+            format!(
+                "|{}|",
+                cells
+                    .iter()
+                    .zip(&widths)
+                    .map(|(c, w)| format!(" {c:>w$} "))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            )
+        };
+        let counts_row = format!(
+            " {}",
+            counts
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!(" {c:>w$} "))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        [
+            rule.clone(),
+            row(&headers),
+            rule.clone(),
+            row(&values),
+            rule,
+            format!("{} pairs", counts_row.trim_end()),
+        ]
+        .join("\n")
+    }
+}
+
+/// Evaluates `tasks`, embedding each distinct sentence once.
+pub fn evaluate<B: Backend>(
+    embedder: &Embedder<'_, B>,
+    tasks: &[StsTask],
+    senteval: &Path,
+) -> Result<StsReport> {
+    let loaded: Vec<(StsTask, StsPairs)> = tasks
+        .iter()
+        .map(|&t| t.load(senteval).map(|p| (t, p)))
+        .collect::<Result<_>>()?;
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut unique: Vec<&str> = Vec::new();
+    for (_, pairs) in &loaded {
+        for s in pairs.a.iter().chain(&pairs.b) {
+            index.entry(s.as_str()).or_insert_with(|| {
+                unique.push(s.as_str());
+                unique.len() - 1
+            });
+        }
+    }
+    let bar = crate::progress::items(unique.len() as u64, "sentences");
+    let start = Instant::now();
+    let embeddings = embedder.embed(&unique, &bar)?;
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let scores: Vec<TaskScore> = loaded
+        .iter()
+        .map(|(task, pairs)| {
+            let predicted: Vec<f64> = pairs
+                .a
+                .iter()
+                .zip(&pairs.b)
+                .map(|(a, b)| embeddings.cosine(index[a.as_str()], &embeddings, index[b.as_str()]))
+                .collect();
+            TaskScore {
+                task: task.key().to_string(),
+                spearman: 100.0 * spearman(&predicted, &pairs.gold),
+                pearson: 100.0 * pearson(&predicted, &pairs.gold),
+                pairs: pairs.gold.len(),
+            }
+        })
+        .collect();
+    let average = scores.iter().map(|s| s.spearman).sum::<f64>() / scores.len().max(1) as f64;
+    Ok(StsReport {
+        average,
+        sentences: unique.len(),
+        seconds,
+        sentences_per_second: unique.len() as f64 / seconds.max(1e-9),
+        scores,
+    })
+}

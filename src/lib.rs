@@ -1,0 +1,18 @@
+//! gcse: unsupervised sentence-embedding training (SimCSE, GCSE) on Burn.
+//!
+//! Data flows one way: text ([`data`]) → encoder ([`model`]) → vectors
+//! ([`embed`]) → scores ([`eval`]). Backend choice lives in [`backend`] alone;
+//! everything else is generic over Burn's `Backend`.
+
+pub mod atomic;
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod data;
+pub mod embed;
+pub mod error;
+pub mod eval;
+pub mod model;
+pub mod progress;
+
+pub use error::{Error, Result};

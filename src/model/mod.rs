@@ -1,0 +1,9 @@
+//! The sentence encoder: architecture, weights, pooling, checkpoint loading.
+
+pub mod bert;
+pub mod config;
+pub mod encoder;
+pub mod export;
+pub mod hub;
+pub mod load;
+pub mod pooling;

@@ -1,0 +1,171 @@
+//! Shared helpers for the integration tests: where the real model and the
+//! STS data are, golden fixtures, and tiny self-made model directories.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::NdArray;
+use gcse::model::config::{Architecture, BertConfig, HiddenAct};
+use gcse::model::encoder::{SentenceEncoder, SentenceEncoderConfig};
+use gcse::model::export::write_hf_weights;
+
+/// The CPU backend the tests use.
+pub type Cpu = NdArray<f32>;
+
+/// Whether a missing model or data set must fail the test (CI sets this).
+fn assets_required() -> bool {
+    std::env::var("GCSE_REQUIRE_ASSETS").is_ok_and(|v| v == "1")
+}
+
+/// Reports a skipped test; panics instead when `GCSE_REQUIRE_ASSETS=1`.
+pub fn skip(test: &str, why: &str) {
+    if assets_required() {
+        panic!("{test}: {why} (GCSE_REQUIRE_ASSETS=1 forbids skipping)");
+    }
+    eprintln!("SKIPPED {test}: {why}");
+}
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// all-MiniLM-L6-v2: `$GCSE_MODEL_DIR`, else `models/all-MiniLM-L6-v2`.
+pub fn minilm_dir(test: &str) -> Option<PathBuf> {
+    let dir = std::env::var_os("GCSE_MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest().join("models/all-MiniLM-L6-v2"));
+    if dir.join("model.safetensors").is_file() {
+        Some(dir)
+    } else {
+        skip(
+            test,
+            &format!("no model at {} (run scripts/fetch-model.sh)", dir.display()),
+        );
+        None
+    }
+}
+
+/// SentEval data: `$GCSE_DATA/senteval`, else `../shared/data/senteval`.
+pub fn senteval_dir(test: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("GCSE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest().join("../shared/data"));
+    let dir = root.join("senteval");
+    if dir.join("STS").is_dir() {
+        Some(dir)
+    } else {
+        skip(
+            test,
+            &format!("no SentEval data at {} (set GCSE_DATA)", dir.display()),
+        );
+        None
+    }
+}
+
+/// A golden fixture from `tests/fixtures`.
+pub fn fixture(name: &str) -> serde_json::Value {
+    let path = manifest().join("tests/fixtures").join(name);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+/// A fresh, empty directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gcse-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Words of the tiny models' WordPiece vocabulary (after the special tokens).
+pub const TINY_WORDS: &[&str] = &[
+    "a", "man", "woman", "is", "playing", "guitar", "the", "dog", "runs", "in", "park", ".", ",",
+    "cat", "sleeps", "on", "mat", "two", "people", "are", "talking", "##s", "##ing",
+];
+
+/// The architecture of the tiny test models.
+pub fn tiny_config(architecture: Architecture) -> BertConfig {
+    BertConfig {
+        architecture,
+        vocab_size: 5 + TINY_WORDS.len(),
+        hidden_size: 16,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        intermediate_size: 37,
+        hidden_act: HiddenAct::Gelu,
+        hidden_dropout_prob: 0.1,
+        attention_probs_dropout_prob: 0.1,
+        max_position_embeddings: 24,
+        type_vocab_size: if architecture == Architecture::Bert {
+            2
+        } else {
+            1
+        },
+        layer_norm_eps: 1e-12,
+        pad_token_id: if architecture == Architecture::Bert {
+            0
+        } else {
+            1
+        },
+        initializer_range: 0.5,
+    }
+}
+
+/// config.json text for `config`.
+pub fn config_json(config: &BertConfig) -> String {
+    serde_json::json!({
+        "model_type": if config.architecture == Architecture::Bert { "bert" } else { "roberta" },
+        "vocab_size": config.vocab_size,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "num_attention_heads": config.num_attention_heads,
+        "intermediate_size": config.intermediate_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": config.hidden_dropout_prob,
+        "attention_probs_dropout_prob": config.attention_probs_dropout_prob,
+        "max_position_embeddings": config.max_position_embeddings,
+        "type_vocab_size": config.type_vocab_size,
+        "layer_norm_eps": config.layer_norm_eps,
+        "pad_token_id": config.pad_token_id,
+    })
+    .to_string()
+}
+
+/// A random-initialised tiny encoder.
+pub fn tiny_encoder(architecture: Architecture, seed: u64) -> SentenceEncoder<Cpu> {
+    use burn::tensor::backend::Backend;
+    let device = Default::default();
+    Cpu::seed(&device, seed);
+    SentenceEncoderConfig::new(tiny_config(architecture)).init(&device)
+}
+
+/// Writes a complete tiny model directory (config.json, vocab.txt,
+/// model.safetensors) and returns the encoder it holds.
+pub fn write_tiny_model(dir: &Path, architecture: Architecture, seed: u64) -> SentenceEncoder<Cpu> {
+    std::fs::create_dir_all(dir).unwrap();
+    let encoder = tiny_encoder(architecture, seed);
+    let config = tiny_config(architecture);
+    std::fs::write(dir.join("config.json"), config_json(&config)).unwrap();
+    let mut vocab: Vec<&str> = if architecture == Architecture::Bert {
+        vec!["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    } else {
+        vec!["[UNK]", "[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+    };
+    vocab.extend_from_slice(TINY_WORDS);
+    std::fs::write(dir.join("vocab.txt"), vocab.join("\n") + "\n").unwrap();
+    write_hf_weights(&encoder, &dir.join("model.safetensors")).unwrap();
+    encoder
+}
+
+/// Runs the gcse binary; returns (success, stdout, stderr).
+pub fn gcse(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gcse"))
+        .args(args)
+        .output()
+        .expect("the gcse binary runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

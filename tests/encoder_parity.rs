@@ -1,0 +1,157 @@
+//! all-MiniLM-L6-v2 against the PyTorch reference (scripts/reference_sts.py,
+//! fixture tests/fixtures/minilm_embeddings.json): token ids, and sentence
+//! vectors under every pooler on `cpu` and on `wgpu`.
+
+mod common;
+
+use burn::tensor::backend::AutodiffBackend;
+use gcse::backend::{resolve, run, BackendKind, BackendTask, Resolved};
+use gcse::data::tokenizer::SentenceTokenizer;
+use gcse::embed::embedder::{cosine, Embedder};
+use gcse::model::load::LoadedModel;
+use gcse::model::pooling::Pooling;
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn token_ids_match_transformers_with_and_without_truncation() {
+    let Some(dir) = common::minilm_dir("token_ids_match_transformers") else {
+        return;
+    };
+    let golden = common::fixture("minilm_embeddings.json");
+    let sentences = strings(&golden["sentences"]);
+    let ids_of = |key: &str| -> Vec<Vec<u32>> {
+        rows(&golden[key])
+            .into_iter()
+            .map(|r| r.into_iter().map(|x| x as u32).collect())
+            .collect()
+    };
+    let full = ids_of("token_ids");
+    let short_len = golden["short_max_len"].as_u64().unwrap() as usize;
+    for (max_len, expected) in [(512, full.clone()), (short_len, ids_of("short_token_ids"))] {
+        let tokenizer = SentenceTokenizer::from_model_dir(&dir, max_len).unwrap();
+        let encoded = tokenizer.encode(&sentences).unwrap();
+        let ids: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
+        assert_eq!(ids, expected, "max_len {max_len}");
+        assert!(encoded.iter().all(|e| e.type_ids.iter().all(|&t| t == 0)));
+        let truncated: Vec<bool> = encoded.iter().map(|e| e.truncated).collect();
+        let longer: Vec<bool> = full.iter().map(|f| f.len() > max_len).collect();
+        assert_eq!(truncated, longer, "max_len {max_len}");
+    }
+    assert!(
+        full.iter().any(|f| f.len() > short_len),
+        "the fixture exercises truncation"
+    );
+}
+
+/// The fixture sentences embedded under every pooler.
+struct EmbedAll {
+    dir: std::path::PathBuf,
+    sentences: Vec<String>,
+}
+
+impl BackendTask for EmbedAll {
+    type Output = Vec<(Pooling, Vec<Vec<f32>>)>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let model = LoadedModel::<B::InnerBackend>::from_dir(&self.dir, None, &device).unwrap();
+        Pooling::ALL
+            .into_iter()
+            .map(|pooling| {
+                let embedder = Embedder {
+                    encoder: &model.encoder,
+                    tokenizer: &model.tokenizer,
+                    pad_id: 0,
+                    pooling,
+                    batch_size: 4,
+                    device: device.clone(),
+                };
+                let e = embedder
+                    .embed(&self.sentences, &indicatif::ProgressBar::hidden())
+                    .unwrap();
+                (pooling, (0..e.rows()).map(|i| e.row(i).to_vec()).collect())
+            })
+            .collect()
+    }
+}
+
+fn check_against_pytorch(test: &str, resolved: &Resolved) {
+    let Some(dir) = common::minilm_dir(test) else {
+        return;
+    };
+    let golden = common::fixture("minilm_embeddings.json");
+    let sentences = strings(&golden["sentences"]);
+    let ours = run(resolved, EmbedAll { dir, sentences });
+    for (pooling, vectors) in ours {
+        let expected = rows(&golden["embeddings"][pooling.name()]);
+        assert_eq!(vectors.len(), expected.len());
+        for (i, (v, e)) in vectors.iter().zip(&expected).enumerate() {
+            let e32: Vec<f32> = e.iter().map(|&x| x as f32).collect();
+            let cos = cosine(v, &e32);
+            assert!(
+                cos > 1.0 - 1e-4,
+                "{resolved}: {pooling} sentence {i}: cosine {cos}"
+            );
+            let norm_ratio = (v.iter().map(|x| x * x).sum::<f32>()
+                / e32.iter().map(|x| x * x).sum::<f32>())
+            .sqrt();
+            assert!(
+                (norm_ratio - 1.0).abs() < 1e-3,
+                "{resolved}: {pooling} sentence {i}: norm ratio {norm_ratio}"
+            );
+        }
+    }
+}
+
+#[test]
+fn cpu_embeddings_match_pytorch_for_every_pooler() {
+    check_against_pytorch("cpu_embeddings_match_pytorch", &Resolved::Cpu);
+}
+
+#[test]
+fn wgpu_embeddings_match_pytorch_for_every_pooler() {
+    let test = "wgpu_embeddings_match_pytorch";
+    match resolve(BackendKind::Wgpu) {
+        Ok(resolved) => check_against_pytorch(test, &resolved),
+        Err(e) => common::skip(test, &e.to_string()),
+    }
+}
+
+#[test]
+fn a_vocab_txt_alone_tokenizes_like_the_tokenizer_json() {
+    let Some(dir) = common::minilm_dir("a_vocab_txt_alone_tokenizes_like_the_tokenizer_json")
+    else {
+        return;
+    };
+    let golden = common::fixture("minilm_embeddings.json");
+    let sentences = strings(&golden["sentences"]);
+    let from_json = SentenceTokenizer::from_model_dir(&dir, 512)
+        .unwrap()
+        .encode(&sentences)
+        .unwrap();
+    let from_vocab = SentenceTokenizer::from_vocab(&dir.join("vocab.txt"), true, 512)
+        .unwrap()
+        .encode(&sentences)
+        .unwrap();
+    assert_eq!(from_json, from_vocab);
+}
