@@ -50,7 +50,7 @@ pub enum Resolved {
 impl fmt::Display for Resolved {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Resolved::Cpu => write!(f, "cpu (ndarray, {} threads)", rayon_threads()),
+            Resolved::Cpu => write!(f, "cpu (ndarray, {} threads)", cpu_threads()),
             Resolved::Wgpu { description, .. } => write!(f, "wgpu ({description})"),
             #[cfg(feature = "cuda")]
             Resolved::Cuda { index } => write!(f, "cuda (device {index})"),
@@ -58,7 +58,7 @@ impl fmt::Display for Resolved {
     }
 }
 
-fn rayon_threads() -> usize {
+fn cpu_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

@@ -113,36 +113,29 @@ fn bad_input_files_name_the_line() {
         p.to_str().unwrap().to_string()
     };
 
-    let empty = write("empty.txt", b"\n  \n");
-    let err = fails(&embed_args(model, &empty, out));
-    assert!(
-        err.contains("empty.txt") && err.contains("no sentences"),
-        "{err}"
-    );
-
-    let latin1 = write("latin1.txt", b"a man\nthe dog\ncaf\xe9\n");
-    let err = fails(&embed_args(model, &latin1, out));
-    assert!(
-        err.contains("latin1.txt:3") && err.contains("UTF-8"),
-        "{err}"
-    );
-
-    let jsonl = write(
-        "in.jsonl",
-        b"{\"text\": \"a man\"}\n{\"sentence\": \"the dog\"}\n",
-    );
-    let err = fails(&embed_args(model, &jsonl, out));
-    assert!(
-        err.contains("in.jsonl:2") && err.contains("`text`"),
-        "{err}"
-    );
-
-    let broken = write("broken.jsonl", b"{\"text\": \"a man\"}\n{\"text\": \n");
-    let err = fails(&embed_args(model, &broken, out));
-    assert!(
-        err.contains("broken.jsonl:2") && err.contains("invalid JSON"),
-        "{err}"
-    );
+    let cases: [(&str, &[u8], [&str; 2]); 4] = [
+        ("empty.txt", b"\n  \n", ["empty.txt", "no sentences"]),
+        (
+            "latin1.txt",
+            b"a man\nthe dog\ncaf\xe9\n",
+            ["latin1.txt:3", "UTF-8"],
+        ),
+        (
+            "in.jsonl",
+            b"{\"text\": \"a man\"}\n{\"sentence\": \"the dog\"}\n",
+            ["in.jsonl:2", "`text`"],
+        ),
+        (
+            "broken.jsonl",
+            b"{\"text\": \"a man\"}\n{\"text\": \n",
+            ["broken.jsonl:2", "invalid JSON"],
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let input = write(name, bytes);
+        let err = fails(&embed_args(model, &input, out));
+        assert!(expected.iter().all(|e| err.contains(e)), "{name}: {err}");
+    }
 
     let fine = write("fine.txt", b"a man\n");
     let err = fails(&embed_args(model, &fine, "out.csv"));
@@ -169,20 +162,9 @@ fn long_lines_are_truncated_and_counted_and_outputs_are_well_formed() {
     )
     .unwrap();
     let npy = dir.join("out.npy");
-    let (ok, _, stderr) = gcse(&[
-        "embed",
-        "--backend",
-        "cpu",
-        "--model",
-        model,
-        "--input",
-        input.to_str().unwrap(),
-        "--output",
-        npy.to_str().unwrap(),
-        "--normalize",
-        "--pooling",
-        "avg",
-    ]);
+    let mut args = embed_args(model, input.to_str().unwrap(), npy.to_str().unwrap());
+    args.extend(["--normalize", "--pooling", "avg"]);
+    let (ok, _, stderr) = gcse(&args);
     assert!(ok, "{stderr}");
     assert!(
         stderr.contains("3 sentences (1 blank lines skipped, 1 truncated to 24 tokens)"),
@@ -210,17 +192,11 @@ fn long_lines_are_truncated_and_counted_and_outputs_are_well_formed() {
     let jsonl_in = dir.join("in.jsonl");
     std::fs::write(&jsonl_in, "{\"id\": 1, \"text\": \"a man\"}\n\"the dog\"\n").unwrap();
     let jsonl_out = dir.join("out.jsonl");
-    let (ok, _, stderr) = gcse(&[
-        "embed",
-        "--backend",
-        "cpu",
-        "--model",
+    let (ok, _, stderr) = gcse(&embed_args(
         model,
-        "--input",
         jsonl_in.to_str().unwrap(),
-        "--output",
         jsonl_out.to_str().unwrap(),
-    ]);
+    ));
     assert!(ok, "{stderr}");
     let rows: Vec<serde_json::Value> = std::fs::read_to_string(&jsonl_out)
         .unwrap()

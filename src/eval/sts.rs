@@ -365,26 +365,16 @@ impl StsReport {
                 .collect::<Vec<_>>()
                 .join("+")
         );
-        let row = |cells: &[String]| {
-            format!(
-                "|{}|",
-                cells
-                    .iter()
-                    .zip(&widths)
-                    .map(|(c, w)| format!(" {c:>w$} "))
-                    .collect::<Vec<_>>()
-                    .join("|")
-            )
-        };
-        let counts_row = format!(
-            " {}",
-            counts
+        let cells = |cells: &[String], sep: &str| {
+            cells
                 .iter()
                 .zip(&widths)
                 .map(|(c, w)| format!(" {c:>w$} "))
                 .collect::<Vec<_>>()
-                .join(" ")
-        );
+                .join(sep)
+        };
+        let row = |values: &[String]| format!("|{}|", cells(values, "|"));
+        let counts_row = format!(" {}", cells(&counts, " "));
         [
             rule.clone(),
             row(&headers),
