@@ -25,6 +25,14 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write sentence embeddings of a text or JSONL file to .npy or JSONL.
     Embed(EmbedArgs),
+    /// Train from a TOML experiment file (stage 1: unsupervised SimCSE).
+    Train(TrainArgs),
+    /// Write a run's best model or one of its checkpoints as a Hugging Face /
+    /// sentence-transformers folder.
+    Export(ExportArgs),
+    /// Redraw a run's loss.png, sts_dev.png and dashboard.png from its
+    /// metrics.jsonl (also while it trains, or after it was stopped).
+    Plot(PlotArgs),
 }
 
 /// Which model, how to run it, and on what.
@@ -89,4 +97,53 @@ pub struct EmbedArgs {
     /// Scale every vector to unit length.
     #[arg(long)]
     pub normalize: bool,
+}
+
+/// `gcse train`.
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// The experiment file (see configs/ and the README for every key).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
+    /// Continue the run in the config's run_dir from its newest complete
+    /// checkpoint (same model, optimizer, schedule, data order and RNG).
+    #[arg(long)]
+    pub resume: bool,
+    /// Plain log lines instead of the dashboard, even on a terminal.
+    #[arg(long)]
+    pub no_tui: bool,
+    /// Stop cleanly once this many optimizer steps are done in all
+    /// (checkpoint written; continue later with --resume), as the
+    /// dashboard's stop key does. For time-sliced jobs.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// Print the experiment with every default filled in, then exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// `gcse export`.
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// A run directory (holding config.toml).
+    pub run: PathBuf,
+    /// The folder to write (replaced if it exists).
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Export the checkpoint of this step instead of the best model.
+    #[arg(long)]
+    pub step: Option<usize>,
+    /// Compute backend used to load the checkpoint.
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+}
+
+/// `gcse plot`.
+#[derive(Debug, Clone, Args)]
+pub struct PlotArgs {
+    /// A run directory (holding config.toml and metrics.jsonl).
+    pub run: PathBuf,
 }

@@ -8,11 +8,17 @@ pub mod atomic;
 pub mod backend;
 pub mod cli;
 pub mod commands;
+pub mod config;
+pub mod dashboard;
 pub mod data;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod loss;
 pub mod model;
+pub mod plot;
 pub mod progress;
+pub mod rng;
+pub mod train;
 
 pub use error::{Error, Result};

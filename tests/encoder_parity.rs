@@ -74,7 +74,9 @@ impl BackendTask for EmbedAll {
     type Output = Vec<(Pooling, Vec<Vec<f32>>)>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let model = LoadedModel::<B::InnerBackend>::from_dir(&self.dir, None, &device).unwrap();
+        let model =
+            LoadedModel::<B::InnerBackend>::from_dir(&self.dir, &Default::default(), &device)
+                .unwrap();
         Pooling::ALL
             .into_iter()
             .map(|pooling| {

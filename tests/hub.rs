@@ -80,7 +80,9 @@ fn hub_ids_are_fetched_once_into_the_cache_and_failures_say_what_to_download() {
             "/org/tiny/resolve/main/tokenizer_config.json",
         ]
     );
-    let loaded = LoadedModel::<common::Cpu>::from_dir(&dir, None, &Default::default()).unwrap();
+    let loaded =
+        LoadedModel::<common::Cpu>::from_dir(&dir, &Default::default(), &Default::default())
+            .unwrap();
     assert_eq!(loaded.report.loaded, 39);
 
     assert_eq!(resolve_model("org/tiny").unwrap(), dir);

@@ -204,7 +204,7 @@ fn a_shape_mismatch_names_the_tensor_and_both_shapes() {
     let mut config = tiny_config(Architecture::Bert);
     config.intermediate_size = 40;
     std::fs::write(dir.join("config.json"), common::config_json(&config)).unwrap();
-    let err = LoadedModel::<Cpu>::from_dir(&dir, None, &Default::default())
+    let err = LoadedModel::<Cpu>::from_dir(&dir, &Default::default(), &Default::default())
         .err()
         .unwrap();
     assert!(matches!(err, Error::Load { .. }), "{err}");
@@ -268,7 +268,7 @@ fn dropout_is_active_only_on_an_autodiff_backend() {
     let dir = temp_dir("dropout");
     write_tiny_model(&dir, Architecture::Bert, 8);
     let device = Default::default();
-    let model = LoadedModel::<Autodiff<Cpu>>::from_dir(&dir, None, &device).unwrap();
+    let model = LoadedModel::<Autodiff<Cpu>>::from_dir(&dir, &Default::default(), &device).unwrap();
     let a = Encoded {
         ids: vec![2, 5, 6, 7, 3],
         type_ids: vec![0; 5],

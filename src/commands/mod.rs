@@ -2,24 +2,27 @@
 
 pub mod embed;
 pub mod eval;
+pub mod export;
+pub mod train;
 
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
 
-use crate::backend::{self, Resolved};
+use crate::backend::{self, BackendKind, Resolved};
 use crate::cli::{Cli, Command, ModelArgs};
+use crate::config::TrainConfig;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::model::hub::resolve_model;
-use crate::model::load::LoadedModel;
+use crate::model::load::{LoadOptions, LoadedModel};
 use crate::model::pooling::{declared_pooling, Pooling};
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval(args) => {
-            let resolved = announce(&args.model)?;
+            let resolved = announce(args.model.backend)?;
             backend::run(
                 &resolved,
                 eval::EvalTask {
@@ -29,15 +32,43 @@ pub fn run(cli: Cli) -> Result<()> {
             )
         }
         Command::Embed(args) => {
-            let resolved = announce(&args.model)?;
+            let resolved = announce(args.model.backend)?;
             backend::run(&resolved, embed::EmbedTask { args })
+        }
+        Command::Train(args) => {
+            let config = TrainConfig::load(&args.config)?;
+            if args.print_config {
+                print!("{}", config.to_toml());
+                return Ok(());
+            }
+            let resolved = announce(args.backend)?;
+            let task = train::TrainTask {
+                config,
+                resume: args.resume,
+                no_tui: args.no_tui,
+                stop_after: args.stop_after,
+                backend: resolved.to_string(),
+            };
+            backend::run(&resolved, task)
+        }
+        Command::Plot(args) => {
+            crate::train::plots::write_run_plots(&args.run)?;
+            println!(
+                "wrote loss.png, sts_dev.png and dashboard.png in {}",
+                args.run.display()
+            );
+            Ok(())
+        }
+        Command::Export(args) => {
+            let resolved = announce(args.backend)?;
+            backend::run(&resolved, export::ExportTask { args })
         }
     }
 }
 
 /// Resolves `--backend` and prints the choice.
-fn announce(args: &ModelArgs) -> Result<Resolved> {
-    let resolved = backend::resolve(args.backend)?;
+fn announce(kind: BackendKind) -> Result<Resolved> {
+    let resolved = backend::resolve(kind)?;
     eprintln!("backend: {resolved}");
     Ok(resolved)
 }
@@ -54,7 +85,14 @@ impl<B: Backend> InferenceModel<B> {
     /// Resolves and loads `--model`, picks the pooling and reports both.
     pub fn load(args: &ModelArgs, device: &B::Device) -> Result<Self> {
         let dir = resolve_model(&args.model)?;
-        let model = LoadedModel::<B>::from_dir(&dir, args.max_len, device)?;
+        let model = LoadedModel::<B>::from_dir(
+            &dir,
+            &LoadOptions {
+                max_len: args.max_len,
+                dropout: None,
+            },
+            device,
+        )?;
         let pooling = choose_pooling(args.pooling, &dir);
         if pooling == Pooling::Cls && !model.report.has_pooler() {
             return Err(Error::Usage(format!(

@@ -1,6 +1,8 @@
 //! Text in: tokenization and batching.
 
 pub mod batcher;
+pub mod corpus;
+pub mod mix;
 pub mod tokenizer;
 
 use std::path::PathBuf;

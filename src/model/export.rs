@@ -1,13 +1,17 @@
-//! Writing an encoder's weights under Hugging Face's tensor names and layout
-//! (the inverse of [`super::load`], from the same [`super::load::NAME_TABLE`]).
+//! Writing an encoder for other tools: its weights under Hugging Face's tensor
+//! names and layout (the inverse of [`super::load`], from the same
+//! [`super::load::NAME_TABLE`]), and whole Hugging Face / sentence-transformers
+//! model folders.
 
 use std::path::Path;
 
 use burn::store::{BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::Backend;
 
+use super::config::BertConfig;
 use super::encoder::SentenceEncoder;
 use super::load::ours_to_hf_patterns;
+use super::pooling::Pooling;
 use crate::atomic::temp_sibling;
 use crate::error::{Error, Result};
 
@@ -35,4 +39,185 @@ pub fn write_hf_weights<B: Backend>(encoder: &SentenceEncoder<B>, path: &Path) -
         let _ = std::fs::remove_file(&tmp);
     }
     saved
+}
+
+/// What an exported model folder says about itself (`gcse.json`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FolderMeta {
+    /// The pooling the model was trained or selected for.
+    pub pooling: Pooling,
+    /// Longest tokenized sentence in training.
+    pub max_len: usize,
+    /// Free-form provenance (run, step, score...).
+    #[serde(default)]
+    pub provenance: serde_json::Value,
+}
+
+/// Tokenizer files copied from the source model when present.
+const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// Writes a Hugging Face model folder that sentence-transformers also loads:
+/// config.json (the source model's), tokenizer files, model.safetensors
+/// (BertModel names; the `cls` MLP as `pooler.dense`), the sentence-
+/// transformers modules describing `meta.pooling` (CLS or mean pooling, plus
+/// a tanh Dense layer for `cls`), and gcse.json. `avg_first_last` and
+/// `avg_top2` have no sentence-transformers module: those folders are plain
+/// Hugging Face folders plus gcse.json. The folder replaces `out` atomically.
+pub fn write_model_folder<B: Backend>(
+    encoder: &SentenceEncoder<B>,
+    source: &Path,
+    out: &Path,
+    meta: &FolderMeta,
+) -> Result<()> {
+    let tmp = temp_sibling(out);
+    let _ = std::fs::remove_dir_all(&tmp);
+    let result = fill_folder(encoder, source, &tmp, meta).and_then(|()| replace_dir(&tmp, out));
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+fn fill_folder<B: Backend>(
+    encoder: &SentenceEncoder<B>,
+    source: &Path,
+    dir: &Path,
+    meta: &FolderMeta,
+) -> Result<()> {
+    let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| Error::io(d, e));
+    let write_json = |path: &Path, value: &serde_json::Value| {
+        let text = serde_json::to_string_pretty(value).expect("JSON serialises");
+        std::fs::write(path, text).map_err(|e| Error::io(path, e))
+    };
+    let copy = |name: &str| -> Result<()> {
+        let from = source.join(name);
+        let to = dir.join(name);
+        std::fs::copy(&from, &to)
+            .map(|_| ())
+            .map_err(|e| Error::io(&from, e))
+    };
+    mkdir(dir)?;
+    copy("config.json")?;
+    for name in TOKENIZER_FILES {
+        if source.join(name).is_file() {
+            copy(name)?;
+        }
+    }
+    let tokenizer = dir.join("tokenizer.json");
+    if tokenizer.is_file() {
+        // Padding and truncation come from the caller, not the file.
+        let text = std::fs::read_to_string(&tokenizer).map_err(|e| Error::io(&tokenizer, e))?;
+        let mut json: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Tokenizer {
+                path: tokenizer.clone(),
+                message: e.to_string(),
+            })?;
+        json["truncation"] = serde_json::Value::Null;
+        json["padding"] = serde_json::Value::Null;
+        write_json(&tokenizer, &json)?;
+    }
+    write_hf_weights(encoder, &dir.join("model.safetensors"))?;
+    let hidden = encoder.backbone.hidden_size();
+    let pooling_mode = match meta.pooling {
+        Pooling::Cls | Pooling::ClsBeforePooler => Some("cls"),
+        Pooling::Avg => Some("mean"),
+        Pooling::AvgFirstLast | Pooling::AvgTop2 => None,
+    };
+    if let Some(mode) = pooling_mode {
+        let mut modules = vec![
+            serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
+            serde_json::json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
+        ];
+        // Inference truncates at the model's position limit, as gcse does
+        // (the training length is a training setting, kept in gcse.json).
+        let limit = BertConfig::from_hf_file(&dir.join("config.json"))?.max_tokens();
+        write_json(
+            &dir.join("sentence_bert_config.json"),
+            &serde_json::json!({"max_seq_length": limit, "do_lower_case": false}),
+        )?;
+        mkdir(&dir.join("1_Pooling"))?;
+        write_json(
+            &dir.join("1_Pooling/config.json"),
+            &serde_json::json!({
+                "word_embedding_dimension": hidden,
+                "pooling_mode_cls_token": mode == "cls",
+                "pooling_mode_mean_tokens": mode == "mean",
+                "pooling_mode_max_tokens": false,
+                "pooling_mode_mean_sqrt_len_tokens": false,
+            }),
+        )?;
+        if meta.pooling == Pooling::Cls {
+            modules.push(
+                serde_json::json!({"idx": 2, "name": "2", "path": "2_Dense", "type": "sentence_transformers.models.Dense"}),
+            );
+            mkdir(&dir.join("2_Dense"))?;
+            write_json(
+                &dir.join("2_Dense/config.json"),
+                &serde_json::json!({
+                    "in_features": hidden,
+                    "out_features": hidden,
+                    "bias": true,
+                    "activation_function": "torch.nn.modules.activation.Tanh",
+                }),
+            )?;
+            write_dense(encoder, &dir.join("2_Dense/model.safetensors"))?;
+        }
+        write_json(
+            &dir.join("modules.json"),
+            &serde_json::Value::Array(modules),
+        )?;
+    }
+    write_json(
+        &dir.join("gcse.json"),
+        &serde_json::to_value(meta).expect("meta serialises"),
+    )
+}
+
+/// The `cls` MLP as a sentence-transformers Dense layer (`linear.weight`
+/// `[out, in]`, `linear.bias`).
+fn write_dense<B: Backend>(encoder: &SentenceEncoder<B>, path: &Path) -> Result<()> {
+    let bad = |message: String| Error::Load {
+        path: path.to_path_buf(),
+        message,
+    };
+    let remapper = KeyRemapper::from_patterns(vec![(r"^pooler\.", "linear.")])
+        .map_err(|e| bad(e.to_string()))?;
+    let mut store = SafetensorsStore::from_file(path)
+        .with_regex(r"^pooler\.")
+        .remap(remapper)
+        .with_to_adapter(BurnToPyTorchAdapter)
+        .metadata("format", "pt")
+        .overwrite(true);
+    encoder
+        .save_into(&mut store)
+        .map_err(|e| bad(e.to_string()))
+}
+
+/// Puts directory `new` in the place of `target`, keeping `target` until the
+/// swap (a crash in between leaves `target.old`, which [`recover_dir`] restores).
+pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
+    let old = target.with_extension("old");
+    let _ = std::fs::remove_dir_all(&old);
+    if target.exists() {
+        std::fs::rename(target, &old).map_err(|e| Error::io(target, e))?;
+    }
+    std::fs::rename(new, target).map_err(|e| Error::io(target, e))?;
+    let _ = std::fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// Restores `target` from `target.old` after a crash inside [`replace_dir`].
+pub fn recover_dir(target: &Path) -> Result<()> {
+    let old = target.with_extension("old");
+    if !target.exists() && old.exists() {
+        std::fs::rename(&old, target).map_err(|e| Error::io(target, e))?;
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! Turning a `--model` argument into a local model directory: a directory is
-//! used as it is; a Hugging Face hub id (`org/name`, optionally `@revision`)
+//! used as it is (a training run directory stands for its best model); a Hugging Face hub id (`org/name`, optionally `@revision`)
 //! is fetched once into a cache and used from there.
 //!
 //! Environment: `HF_ENDPOINT` (default `https://huggingface.co`), `HF_TOKEN`
@@ -22,6 +22,11 @@ const HUB_FILES: &[&[&str]] = &[
 /// Optional files fetched when present.
 const OPTIONAL_FILES: &[&str] = &["tokenizer_config.json"];
 
+/// The experiment file that marks a training run directory.
+pub const RUN_CONFIG: &str = "config.toml";
+/// The best model's folder inside a run directory.
+pub const RUN_BEST: &str = "best";
+
 /// Marks a cache entry whose downloads all finished.
 const COMPLETE: &str = ".complete";
 
@@ -37,9 +42,19 @@ pub fn cache_root() -> PathBuf {
     base.join("gcse")
 }
 
-/// Resolves `arg` to a model directory, fetching a hub id when needed.
+/// Resolves `arg` to a model directory: a run directory gives its best
+/// model; a hub id is fetched when needed.
 pub fn resolve_model(arg: &str) -> Result<PathBuf> {
     let path = Path::new(arg);
+    if path.join(RUN_CONFIG).is_file() && !path.join("config.json").is_file() {
+        let best = path.join(RUN_BEST);
+        if !best.join("config.json").is_file() {
+            return Err(Error::ModelNotFound(format!(
+                "{arg}: a training run without a best model yet (it appears after the first evaluation)"
+            )));
+        }
+        return Ok(best);
+    }
     if path.is_dir() {
         return Ok(path.to_path_buf());
     }

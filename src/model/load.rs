@@ -270,19 +270,30 @@ pub struct LoadedModel<B: Backend> {
     pub report: LoadReport,
 }
 
+/// Choices made when loading a model directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    /// Longest tokenized sentence (default and ceiling: the position table's length).
+    pub max_len: Option<usize>,
+    /// Dropout probability replacing config.json's (hidden and attention).
+    pub dropout: Option<f64>,
+}
+
 impl<B: Backend> LoadedModel<B> {
-    /// Loads a model directory. `max_len` caps tokenized sentences (default and
-    /// ceiling: the position table's length).
-    pub fn from_dir(dir: &Path, max_len: Option<usize>, device: &B::Device) -> Result<Self> {
+    /// Loads a model directory.
+    pub fn from_dir(dir: &Path, options: &LoadOptions, device: &B::Device) -> Result<Self> {
         if !dir.is_dir() {
             return Err(Error::ModelNotFound(format!(
                 "{}: not a directory",
                 dir.display()
             )));
         }
-        let config = BertConfig::from_hf_file(&dir.join("config.json"))?;
+        let mut config = BertConfig::from_hf_file(&dir.join("config.json"))?;
+        if let Some(p) = options.dropout {
+            config = config.with_dropout(p);
+        }
         let limit = config.max_tokens();
-        let max_len = match max_len {
+        let max_len = match options.max_len {
             Some(n) if n > limit => {
                 return Err(Error::Usage(format!(
                     "max length {n} exceeds the model's {limit} positions ({})",

@@ -1,0 +1,347 @@
+//! Drawing the dashboard: a pure function of [`DashboardState`].
+
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::symbols::Marker;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Axis, Block, Chart, Dataset, Gauge, GraphType, Paragraph, Tabs};
+use ratatui::Frame;
+
+use super::state::{DashboardState, Series, View};
+
+const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Green, Color::Blue];
+
+/// Draws the whole dashboard.
+pub fn render(frame: &mut Frame, state: &DashboardState) {
+    let [header, tabs, gauge, body, footer] = Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Length(1),
+        Constraint::Min(6),
+        Constraint::Length(1),
+    ])
+    .areas(frame.area());
+    frame.render_widget(header_line(state), header);
+    let titles: Vec<&str> = View::ALL.iter().map(|v| v.title()).collect();
+    let selected = View::ALL.iter().position(|v| *v == state.view).unwrap_or(0);
+    frame.render_widget(
+        Tabs::new(titles)
+            .select(selected)
+            .highlight_style(Style::new().add_modifier(Modifier::REVERSED)),
+        tabs,
+    );
+    frame.render_widget(progress_gauge(state), gauge);
+    match state.view {
+        View::Overview => {
+            let [top, bottom] =
+                Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)])
+                    .areas(body);
+            let [loss, sts] = Layout::horizontal([Constraint::Percentage(50); 2]).areas(top);
+            let [lr, decay] = Layout::horizontal([Constraint::Percentage(50); 2]).areas(bottom);
+            render_loss(frame, state, loss);
+            render_sts(frame, state, sts);
+            render_lr(frame, state, lr);
+            render_decay(frame, state, decay);
+        }
+        View::Loss => {
+            let [loss, lr] =
+                Layout::vertical([Constraint::Percentage(70), Constraint::Percentage(30)])
+                    .areas(body);
+            render_loss(frame, state, loss);
+            render_lr(frame, state, lr);
+        }
+        View::Sts => render_sts(frame, state, body),
+        View::Decay => render_decay(frame, state, body),
+    }
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![
+            Span::styled(" q ", Style::new().add_modifier(Modifier::REVERSED)),
+            Span::raw(" stop (checkpoint, then exit)   "),
+            Span::styled(" tab ", Style::new().add_modifier(Modifier::REVERSED)),
+            Span::raw(" next view   "),
+            Span::styled(" 1-4 ", Style::new().add_modifier(Modifier::REVERSED)),
+            Span::raw(" pick a view"),
+        ])),
+        footer,
+    );
+}
+
+fn header_line(state: &DashboardState) -> Paragraph<'static> {
+    Paragraph::new(Line::from(vec![
+        Span::styled("gcse ", Style::new().add_modifier(Modifier::BOLD)),
+        Span::raw(format!("· {} · {} · ", state.run, state.backend)),
+        Span::styled(state.status.clone(), Style::new().fg(Color::Yellow)),
+    ]))
+}
+
+/// `h:mm:ss` or `m:ss`.
+pub fn clock(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s / 3600 {
+        0 => format!("{}:{:02}", s / 60, s % 60),
+        h => format!("{h}:{:02}:{:02}", s / 60 % 60, s % 60),
+    }
+}
+
+fn progress_gauge(state: &DashboardState) -> Gauge<'static> {
+    let ratio = if state.total_steps == 0 {
+        0.0
+    } else {
+        state.step as f64 / state.total_steps as f64
+    };
+    let eta = state.eta().map_or("--".into(), clock);
+    let rate = state.throughput.map_or("--".into(), |r| format!("{r:.1}"));
+    Gauge::default()
+        .gauge_style(Style::new().fg(Color::Green))
+        .ratio(ratio.clamp(0.0, 1.0))
+        .label(format!(
+            "step {}/{}  epoch {}/{}  {rate} sentences/s  elapsed {}  ETA {eta}",
+            state.step,
+            state.total_steps,
+            state.epoch.0,
+            state.epoch.1,
+            clock(state.elapsed),
+        ))
+}
+
+/// Axis bounds around the points of `series`, padded a little.
+fn bounds<'a>(series: impl IntoIterator<Item = &'a Series>) -> ([f64; 2], [f64; 2]) {
+    let points: Vec<(f64, f64)> = series
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|(_, y)| y.is_finite())
+        .collect();
+    if points.is_empty() {
+        return ([0.0, 1.0], [0.0, 1.0]);
+    }
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for (x, y) in points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x1 <= x0 {
+        x1 = x0 + 1.0;
+    }
+    let pad = ((y1 - y0) * 0.05).max(y1.abs() * 1e-3).max(1e-9);
+    // Non-negative quantities (loss, learning rate) keep a floor at 0.
+    let floor = if y0 >= 0.0 { 0.0 } else { f64::MIN };
+    ([x0, x1], [(y0 - pad).max(floor), y1 + pad])
+}
+
+fn axis(title: &str, [lo, hi]: [f64; 2], format: fn(f64) -> String) -> Axis<'static> {
+    Axis::default()
+        .title(title.to_string())
+        .bounds([lo, hi])
+        .labels([format(lo), format((lo + hi) / 2.0), format(hi)])
+        .style(Style::new().fg(Color::Gray))
+}
+
+fn chart<'a>(
+    title: String,
+    datasets: Vec<Dataset<'a>>,
+    x: [f64; 2],
+    y: [f64; 2],
+    y_format: fn(f64) -> String,
+) -> Chart<'a> {
+    Chart::new(datasets)
+        .hidden_legend_constraints((Constraint::Ratio(1, 2), Constraint::Ratio(1, 2)))
+        .block(Block::bordered().title(title))
+        .x_axis(axis("step", x, |v| format!("{v:.0}")))
+        .y_axis(axis("", y, y_format))
+}
+
+fn line<'a>(name: String, data: &'a Series, color: Color) -> Dataset<'a> {
+    Dataset::default()
+        .name(name)
+        .marker(Marker::Braille)
+        .graph_type(GraphType::Line)
+        .style(Style::new().fg(color))
+        .data(data)
+}
+
+fn render_loss(frame: &mut Frame, state: &DashboardState, area: Rect) {
+    let last = state
+        .loss
+        .last()
+        .map_or("--".into(), |(_, l)| format!("{l:.4}"));
+    let (x, y) = bounds([&state.loss]);
+    let data = vec![line("loss".into(), &state.loss, COLORS[0])];
+    frame.render_widget(
+        chart(format!("loss {last}"), data, x, y, |v| format!("{v:.3}")),
+        area,
+    );
+}
+
+fn render_lr(frame: &mut Frame, state: &DashboardState, area: Rect) {
+    let last = state
+        .lr
+        .last()
+        .map_or("--".into(), |(_, l)| format!("{l:.2e}"));
+    let (x, y) = bounds([&state.lr]);
+    let data = vec![line("lr".into(), &state.lr, COLORS[3])];
+    frame.render_widget(
+        chart(format!("learning rate {last}"), data, x, y, |v| {
+            format!("{v:.1e}")
+        }),
+        area,
+    );
+}
+
+fn render_sts(frame: &mut Frame, state: &DashboardState, area: Rect) {
+    let best = state.best();
+    let best_point: Series = best.map(|b| vec![b]).unwrap_or_default();
+    let title = match best {
+        Some((step, score)) => format!(
+            "dev Spearman x100 · best {} {score:.2} @ step {step:.0}",
+            state.select_by
+        ),
+        None => "dev Spearman x100 · not evaluated yet".to_string(),
+    };
+    let mut data: Vec<Dataset> = state
+        .dev
+        .iter()
+        .enumerate()
+        .map(|(i, (task, series))| {
+            let last = series
+                .last()
+                .map_or(String::new(), |(_, v)| format!(" {v:.2}"));
+            line(format!("{task}{last}"), series, COLORS[i % COLORS.len()])
+        })
+        .collect();
+    data.push(
+        Dataset::default()
+            .name("best")
+            .marker(Marker::Block)
+            .graph_type(GraphType::Scatter)
+            .style(Style::new().fg(Color::Yellow))
+            .data(&best_point),
+    );
+    let (x, y) = bounds(state.dev.values());
+    frame.render_widget(chart(title, data, x, y, |v| format!("{v:.1}")), area);
+}
+
+fn render_decay(frame: &mut Frame, state: &DashboardState, area: Rect) {
+    if state.decay.is_empty() {
+        frame.render_widget(
+            Paragraph::new("Stage-2 (GCSE) runs show here the mean Gaussian decay weight of the own hard negatives, the fraction decayed and the mean s - s' against the frozen model.")
+                .wrap(ratatui::widgets::Wrap { trim: true })
+                .block(Block::bordered().title("stage 2 decay")),
+            area,
+        );
+        return;
+    }
+    let data: Vec<Dataset> = state
+        .decay
+        .iter()
+        .enumerate()
+        .map(|(i, (stat, series))| {
+            let last = series
+                .last()
+                .map_or(String::new(), |(_, v)| format!(" {v:.3}"));
+            line(format!("{stat}{last}"), series, COLORS[i % COLORS.len()])
+        })
+        .collect();
+    let (x, y) = bounds(state.decay.values());
+    frame.render_widget(
+        chart("stage 2 decay".into(), data, x, y, |v| format!("{v:.2}")),
+        area,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dashboard::screenshot::render_cells;
+    use crate::dashboard::state::tests::sample_state;
+    use crate::train::metric;
+    use crate::train::run::numeric;
+
+    fn text(state: &DashboardState, cols: u16, rows: u16) -> String {
+        let buffer = render_cells(state, cols, rows);
+        (0..rows)
+            .map(|y| {
+                (0..cols)
+                    .map(|x| buffer[(x, y)].symbol())
+                    .collect::<String>()
+                    + "\n"
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_overview_shows_progress_curves_and_the_best_score() {
+        let screen = text(&sample_state(), 120, 36);
+        for expected in [
+            "runs/quickstart",
+            "cpu (ndarray, 2 threads)",
+            "step 250/500",
+            "epoch 1/2",
+            "32.0 sentences/s",
+            "elapsed 8:20",
+            "ETA 8:20",
+            "loss 0.0080",
+            "learning rate 1.50e-5",
+            "best stsb-dev 81.20 @ step 250",
+            "stsb-dev 81.20",
+            "sickr-dev 71.50",
+            "stage 2 decay",
+            "q  stop",
+        ] {
+            assert!(
+                screen.contains(expected),
+                "missing {expected:?} in\n{screen}"
+            );
+        }
+        // Curves are drawn: braille cells inside the loss panel.
+        assert!(
+            screen
+                .chars()
+                .any(|c| ('\u{2801}'..='\u{28ff}').contains(&c)),
+            "{screen}"
+        );
+    }
+
+    #[test]
+    fn each_view_shows_its_panels() {
+        let mut state = sample_state();
+        state.view = View::Loss;
+        let screen = text(&state, 100, 30);
+        assert!(
+            screen.contains("loss 0.0080") && !screen.contains("dev Spearman"),
+            "{screen}"
+        );
+        state.view = View::Sts;
+        let screen = text(&state, 100, 30);
+        assert!(
+            screen.contains("dev Spearman") && !screen.contains("learning rate"),
+            "{screen}"
+        );
+        state.view = View::Decay;
+        assert!(text(&state, 100, 30).contains("mean Gaussian decay"));
+        state.apply(&numeric(
+            &metric::decay("mean weight"),
+            0.875,
+            String::new(),
+        ));
+        let screen = text(&state, 100, 30);
+        assert!(screen.contains("mean weight 0.875"), "{screen}");
+    }
+
+    #[test]
+    fn tiny_and_empty_dashboards_draw_without_panicking() {
+        let empty = DashboardState::new("r".into(), "cpu".into(), "stsb-dev".into(), &[]);
+        for (cols, rows) in [(1, 1), (20, 5), (80, 24)] {
+            text(&empty, cols, rows);
+            text(&sample_state(), cols, rows);
+        }
+        assert!(text(&empty, 120, 36).contains("not evaluated yet"));
+    }
+
+    #[test]
+    fn clock_formats_minutes_and_hours() {
+        assert_eq!(clock(0.0), "0:00");
+        assert_eq!(clock(61.4), "1:01");
+        assert_eq!(clock(3725.0), "1:02:05");
+        assert_eq!(clock(-3.0), "0:00");
+    }
+}

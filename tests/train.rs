@@ -1,0 +1,454 @@
+//! `gcse train` end to end: step parity with PyTorch, exact resume (after a
+//! clean stop and after SIGKILL mid-checkpoint), evaluation and best-model
+//! selection, and export.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{gcse, temp_dir, write_tiny_model, TINY_WORDS};
+use gcse::model::config::Architecture;
+
+/// Writes an experiment file and returns its path; `model_keys` go into
+/// `[model]`, `extra` after the data.
+fn experiment(
+    dir: &Path,
+    model: &Path,
+    sentences: &Path,
+    model_keys: &str,
+    extra: &str,
+) -> PathBuf {
+    let text = format!(
+        r#"run_dir = "{run}"
+[model]
+path = "{model}"
+{model_keys}
+[[data.domain]]
+path = "{sentences}"
+{extra}"#,
+        run = dir.join("run").display(),
+        model = model.display(),
+        sentences = sentences.display(),
+    );
+    let path = dir.join("exp.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The `kind = "step"` entries of a run's metrics.jsonl, as (step, loss).
+fn losses(run: &Path) -> Vec<(u64, f64)> {
+    entries(run, "step")
+        .iter()
+        .map(|e| (e["step"].as_u64().unwrap(), e["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+fn entries(run: &Path, kind: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["kind"] == kind)
+        .collect()
+}
+
+/// `gcse train --config CONFIG --no-tui EXTRA...`: (success, stdout, stderr).
+fn try_train(config: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["train", "--config", config.to_str().unwrap(), "--no-tui"];
+    args.extend_from_slice(extra);
+    gcse(&args)
+}
+
+/// [`try_train`] that must succeed; its stdout.
+fn train(config: &Path, extra: &[&str]) -> String {
+    let (ok, out, err) = try_train(config, extra);
+    assert!(ok, "gcse train {extra:?} failed:\n{out}\n{err}");
+    out
+}
+
+fn assert_same_losses(ours: &[(u64, f64)], reference: &[(u64, f64)], tolerance: f64, what: &str) {
+    assert_eq!(
+        ours.iter().map(|l| l.0).collect::<Vec<_>>(),
+        reference.iter().map(|l| l.0).collect::<Vec<_>>(),
+        "{what}: logged steps"
+    );
+    for ((step, a), (_, b)) in ours.iter().zip(reference) {
+        assert!(
+            (a - b).abs() < tolerance,
+            "{what}: step {step} loss {a} vs {b}"
+        );
+    }
+}
+
+#[test]
+fn five_steps_match_pytorch_on_cpu_and_wgpu_matches_cpu() {
+    let Some(model) = common::minilm_dir("five_steps_match_pytorch") else {
+        return;
+    };
+    let golden = common::fixture("minilm_train_steps.json");
+    let sentences =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/train_sentences.txt");
+    let n = std::fs::read_to_string(&sentences).unwrap().lines().count();
+    // One batch holding every sentence; one step an epoch, so every step
+    // sees the same batch (InfoNCE does not depend on the row order).
+    let model_keys = format!(
+        "pooling = \"cls\"\nmlp_init = \"pretrained\"\ndropout = 0.0\nmax_len = {}",
+        golden["max_len"]
+    );
+    let extra = format!(
+        r#"[train]
+batch_size = {n}
+epochs = {steps}
+lr = {lr}
+warmup_steps = {warmup}
+temperature = {tau}
+max_grad_norm = {clip}
+adam_epsilon = {eps}
+weight_decay = {wd}
+[eval]
+tasks = []
+final_test = false
+"#,
+        steps = golden["steps"],
+        lr = golden["lr"],
+        warmup = golden["warmup_steps"],
+        tau = golden["temperature"],
+        clip = golden["max_grad_norm"],
+        eps = golden["adam_epsilon"],
+        wd = golden["weight_decay"],
+    );
+    let reference: Vec<(u64, f64)> = golden["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.as_f64().unwrap()))
+        .collect();
+    let mut runs = Vec::new();
+    for backend in ["cpu", "wgpu"] {
+        let dir = temp_dir(&format!("parity-{backend}"));
+        let config = experiment(&dir, &model, &sentences, &model_keys, &extra);
+        train(&config, &["--backend", backend]);
+        runs.push(losses(&dir.join("run")));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert_same_losses(&runs[0], &reference, 1e-4, "cpu vs PyTorch");
+    assert_same_losses(&runs[1], &runs[0], 1e-4, "wgpu vs cpu");
+}
+
+/// A tiny model and 24 distinct sentences of its vocabulary.
+fn tiny_setup(dir: &Path) -> (PathBuf, PathBuf) {
+    let model = dir.join("model");
+    write_tiny_model(&model, Architecture::Bert, 3);
+    let words = &TINY_WORDS[..TINY_WORDS.len() - 2];
+    let w = words.len();
+    // The first two words differ between any two sentences: no duplicates.
+    let sentences: Vec<String> = (0..24)
+        .map(|i| {
+            format!(
+                "{} {} {} {} .",
+                words[i % w],
+                words[(i / w + 3) % w],
+                words[(i * 7 + 5) % w],
+                words[(i * 3) % w]
+            )
+        })
+        .collect();
+    let path = dir.join("sentences.txt");
+    std::fs::write(&path, sentences.join("\n") + "\n").unwrap();
+    (model, path)
+}
+
+/// Dropout on (the tiny model's 0.1), 3 epochs of 3 steps, warm-up, a
+/// checkpoint every 2 steps.
+const RESUMABLE: &str = r#"[train]
+batch_size = 8
+epochs = 3
+lr = 1e-3
+warmup_steps = 2
+[eval]
+tasks = []
+final_test = false
+[checkpoint]
+every_steps = 2
+keep_last = 1
+"#;
+
+/// A tiny [`RESUMABLE`] run trained without interruption: its directory,
+/// experiment file, run directory (removed again) and losses.
+fn uninterrupted(name: &str) -> (PathBuf, PathBuf, PathBuf, Vec<(u64, f64)>) {
+    let dir = temp_dir(name);
+    let (model, sentences) = tiny_setup(&dir);
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", RESUMABLE);
+    let run = dir.join("run");
+    train(&config, &["--backend", "cpu"]);
+    let whole = losses(&run);
+    assert_eq!(whole.len(), 9);
+    std::fs::remove_dir_all(&run).unwrap();
+    (dir, config, run, whole)
+}
+
+#[test]
+fn a_stopped_and_resumed_run_has_the_losses_of_an_uninterrupted_one() {
+    let (dir, config, run, whole) = uninterrupted("resume");
+
+    for stop in [1, 4, 7] {
+        let out = train(
+            &config,
+            &["--backend", "cpu", "--stop-after", &stop.to_string()],
+        );
+        assert!(out.contains(&format!("stopped at step {stop}")), "{out}");
+        let out = train(&config, &["--backend", "cpu", "--resume"]);
+        assert!(
+            out.contains(&format!("resuming from the checkpoint of step {stop}")),
+            "{out}"
+        );
+        assert_same_losses(
+            &losses(&run),
+            &whole,
+            1e-5,
+            &format!("stopped after {stop}, resumed"),
+        );
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+
+    // Without --resume an existing run is never overwritten.
+    train(&config, &["--backend", "cpu", "--stop-after", "2"]);
+    let (ok, _, err) = try_train(&config, &["--backend", "cpu"]);
+    assert!(!ok && err.contains("--resume"), "{err}");
+    // Nor resumed under a changed experiment.
+    let changed = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("lr = 1e-3", "lr = 2e-3");
+    std::fs::write(&config, changed).unwrap();
+    let (ok, _, err) = try_train(&config, &["--resume"]);
+    assert!(!ok && err.contains("differs"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_killed_mid_checkpoint_resumes_from_the_previous_one() {
+    let (dir, config, run, whole) = uninterrupted("sigkill");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gcse"))
+        .args([
+            "train",
+            "--config",
+            config.to_str().unwrap(),
+            "--no-tui",
+            "--backend",
+            "cpu",
+        ])
+        .env(gcse::train::checkpoint::PAUSE_IN_CHECKPOINT, "4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        let paused = line.contains("half written");
+        seen.push(line);
+        if paused {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        seen.last().is_some_and(|l| l.contains("half written")),
+        "{seen:?}"
+    );
+    let checkpoints = run.join("checkpoints");
+    assert!(checkpoints.join("step-00000002/state.json").is_file());
+    assert!(
+        checkpoints.join("step-00000004.tmp").is_dir(),
+        "the half-written checkpoint is left as .tmp"
+    );
+
+    let out = train(&config, &["--backend", "cpu", "--resume"]);
+    assert!(
+        out.contains("resuming from the checkpoint of step 2"),
+        "{out}"
+    );
+    assert_same_losses(
+        &losses(&run),
+        &whole,
+        1e-5,
+        "killed at step 4's checkpoint, resumed",
+    );
+    assert!(!checkpoints.join("step-00000004.tmp").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn evaluation_keeps_the_best_model_and_runs_export_and_embed() {
+    let Some(senteval) = common::senteval_dir("evaluation_keeps_the_best_model") else {
+        return;
+    };
+    let dir = temp_dir("best");
+    let (model, sentences) = tiny_setup(&dir);
+    let extra = format!(
+        r#"[train]
+batch_size = 8
+max_steps = 3
+lr = 1e-3
+[eval]
+every_steps = 1
+tasks = ["sickr-dev"]
+select_by = "sickr-dev"
+final_test = false
+data = "{}"
+[checkpoint]
+keep_last = 1
+"#,
+        senteval.display()
+    );
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", &extra);
+    let run = dir.join("run");
+    train(&config, &["--backend", "cpu"]);
+    let evals = entries(&run, "eval");
+    let scored: Vec<(u64, f64)> = evals
+        .iter()
+        .map(|e| {
+            (
+                e["step"].as_u64().unwrap(),
+                e["spearman"]["sickr-dev"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        scored.iter().map(|s| s.0).collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "the start and every step"
+    );
+    let (best_step, best) = scored
+        .iter()
+        .fold((0, f64::MIN), |acc, &s| if s.1 > acc.1 { s } else { acc });
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/gcse.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["provenance"]["step"], best_step, "{scored:?}");
+    assert!((meta["provenance"]["spearman"].as_f64().unwrap() - best).abs() < 1e-12);
+    for file in ["loss.png", "sts_dev.png", "dashboard.png", "config.toml"] {
+        assert!(run.join(file).is_file(), "{file} in the run directory");
+    }
+
+    // The run directory stands for its best model; `export` writes the same
+    // model, and any checkpoint.
+    let exported = dir.join("exported");
+    let (ok, out, err) = gcse(&[
+        "export",
+        run.to_str().unwrap(),
+        "--to",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(ok, "{out}{err}");
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "vocab.txt",
+        "modules.json",
+        "1_Pooling/config.json",
+        "gcse.json",
+    ] {
+        assert!(exported.join(file).is_file(), "{file} exported");
+    }
+    let input = dir.join("input.txt");
+    std::fs::copy(&sentences, &input).unwrap();
+    let embed = |model: &Path, out: &str| -> Vec<f64> {
+        let path = dir.join(out);
+        let (ok, o, e) = gcse(&[
+            "embed",
+            "--backend",
+            "cpu",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            path.to_str().unwrap(),
+        ]);
+        assert!(ok, "{o}{e}");
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .flat_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                v["embedding"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let from_run = embed(&run, "run.jsonl");
+    assert_eq!(from_run, embed(&exported, "exported.jsonl"));
+    if best_step > 0 {
+        assert_ne!(
+            from_run,
+            embed(&model, "start.jsonl"),
+            "the best model is a trained one"
+        );
+    }
+
+    let last = dir.join("last");
+    let export_step = |step: &str| {
+        gcse(&[
+            "export",
+            run.to_str().unwrap(),
+            "--to",
+            last.to_str().unwrap(),
+            "--step",
+            step,
+        ])
+    };
+    let (ok, out, err) = export_step("3");
+    assert!(ok, "{out}{err}");
+    if best_step == 3 {
+        assert_eq!(embed(&last, "last.jsonl"), from_run);
+    } else {
+        assert_ne!(embed(&last, "last.jsonl"), from_run);
+    }
+    let (ok, _, err) = export_step("2");
+    assert!(
+        !ok && err.contains("step-00000002"),
+        "only the newest checkpoint is kept: {err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
+    let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&configs).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let config = gcse::config::TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+            if common::senteval_dir("every_shipped_experiment_file_finds_its_data").is_some() {
+                for source in config.data.domain.iter().chain(&config.data.general) {
+                    assert!(
+                        source.resolved_path().is_file(),
+                        "{}: {} is missing",
+                        path.display(),
+                        source.path
+                    );
+                }
+            }
+        }
+    }
+    names.sort();
+    for expected in [
+        "quickstart.toml",
+        "simcse-bert-base.toml",
+        "simcse-roberta-base.toml",
+    ] {
+        assert!(names.iter().any(|n| n == expected), "configs/{expected}");
+    }
+}
