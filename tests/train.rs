@@ -452,3 +452,26 @@ fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
         assert!(names.iter().any(|n| n == expected), "configs/{expected}");
     }
 }
+
+#[test]
+fn a_run_that_cannot_start_says_why_and_leaves_no_run_behind() {
+    let dir = temp_dir("no-start");
+    let sentences = dir.join("sentences.txt");
+    std::fs::write(&sentences, "a man is playing guitar .\n").unwrap();
+    let config = experiment(&dir, &dir.join("no-such-model"), &sentences, "", "");
+    let (ok, _, err) = try_train(&config, &["--backend", "cpu"]);
+    assert!(!ok && err.contains("no-such-model"), "{err}");
+    assert!(
+        !dir.join("run/config.toml").exists(),
+        "a failed start claims no run directory"
+    );
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{text}[train]\nlearning_rate = 1e-5\n")).unwrap();
+    let (ok, _, err) = try_train(&config, &["--backend", "cpu"]);
+    assert!(
+        !ok && err.contains("learning_rate") && err.contains("exp.toml"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -119,11 +119,6 @@ impl<B: AutodiffBackend> Trainer<B> {
                 });
             }
         }
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-        write_atomic(&saved, |w| {
-            std::io::Write::write_all(w, config.to_toml().as_bytes())
-        })?;
-        recover_dir(&run_dir.join(files::BEST))?;
 
         let model_dir = resolve_model(&config.model.path)?;
         let options = LoadOptions {
@@ -165,6 +160,12 @@ impl<B: AutodiffBackend> Trainer<B> {
             .train
             .max_steps
             .map_or(all_steps, |m| m.min(all_steps));
+        // The run directory is claimed only once the model and data loaded.
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+        write_atomic(&saved, |w| {
+            std::io::Write::write_all(w, config.to_toml().as_bytes())
+        })?;
+        recover_dir(&run_dir.join(files::BEST))?;
         let resume_from = if resume {
             Checkpoints::new(&run_dir).complete()?.last().copied()
         } else {
