@@ -124,14 +124,7 @@ impl<B: Backend> InferenceModel<B> {
         if batch_size == 0 {
             return Err(Error::Usage("--batch-size must be at least 1".into()));
         }
-        Ok(Embedder {
-            encoder: &self.model.encoder,
-            tokenizer: &self.model.tokenizer,
-            pad_id: self.model.config.pad_token_id as u32,
-            pooling: self.pooling,
-            batch_size,
-            device: device.clone(),
-        })
+        Ok(Embedder::of(&self.model, self.pooling, batch_size, device))
     }
 }
 

@@ -1,5 +1,7 @@
 //! Drawing the dashboard: a pure function of [`DashboardState`].
 
+use std::collections::BTreeMap;
+
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
@@ -159,32 +161,74 @@ fn line<'a>(name: String, data: &'a Series, color: Color) -> Dataset<'a> {
         .data(data)
 }
 
+/// One line per named series, each labelled with its latest value.
+fn named_lines(series: &BTreeMap<String, Series>, decimals: usize) -> Vec<Dataset<'_>> {
+    series
+        .iter()
+        .enumerate()
+        .map(|(i, (name, points))| {
+            let last = points
+                .last()
+                .map_or(String::new(), |(_, v)| format!(" {v:.decimals$}"));
+            line(format!("{name}{last}"), points, COLORS[i % COLORS.len()])
+        })
+        .collect()
+}
+
 fn render_loss(frame: &mut Frame, state: &DashboardState, area: Rect) {
-    let last = state
-        .loss
-        .last()
-        .map_or("--".into(), |(_, l)| format!("{l:.4}"));
-    let (x, y) = bounds([&state.loss]);
-    let data = vec![line("loss".into(), &state.loss, COLORS[0])];
-    frame.render_widget(
-        chart(format!("loss {last}"), data, x, y, |v| format!("{v:.3}")),
+    let curve = Curve {
+        title: "loss",
+        name: "loss",
+        color: COLORS[0],
+    };
+    curve.render(
+        frame,
         area,
+        &state.loss,
+        |l| format!("{l:.4}"),
+        |v| format!("{v:.3}"),
     );
 }
 
 fn render_lr(frame: &mut Frame, state: &DashboardState, area: Rect) {
-    let last = state
-        .lr
-        .last()
-        .map_or("--".into(), |(_, l)| format!("{l:.2e}"));
-    let (x, y) = bounds([&state.lr]);
-    let data = vec![line("lr".into(), &state.lr, COLORS[3])];
-    frame.render_widget(
-        chart(format!("learning rate {last}"), data, x, y, |v| {
-            format!("{v:.1e}")
-        }),
+    let curve = Curve {
+        title: "learning rate",
+        name: "lr",
+        color: COLORS[3],
+    };
+    curve.render(
+        frame,
         area,
+        &state.lr,
+        |l| format!("{l:.2e}"),
+        |v| format!("{v:.1e}"),
     );
+}
+
+/// A panel with one curve, its latest value in the title.
+struct Curve {
+    title: &'static str,
+    name: &'static str,
+    color: Color,
+}
+
+impl Curve {
+    fn render(
+        &self,
+        frame: &mut Frame,
+        area: Rect,
+        series: &Series,
+        latest: fn(f64) -> String,
+        y_format: fn(f64) -> String,
+    ) {
+        let last = series.last().map_or("--".into(), |&(_, v)| latest(v));
+        let (x, y) = bounds([series]);
+        let data = vec![line(self.name.into(), series, self.color)];
+        frame.render_widget(
+            chart(format!("{} {last}", self.title), data, x, y, y_format),
+            area,
+        );
+    }
 }
 
 fn render_sts(frame: &mut Frame, state: &DashboardState, area: Rect) {
@@ -197,17 +241,7 @@ fn render_sts(frame: &mut Frame, state: &DashboardState, area: Rect) {
         ),
         None => "dev Spearman x100 · not evaluated yet".to_string(),
     };
-    let mut data: Vec<Dataset> = state
-        .dev
-        .iter()
-        .enumerate()
-        .map(|(i, (task, series))| {
-            let last = series
-                .last()
-                .map_or(String::new(), |(_, v)| format!(" {v:.2}"));
-            line(format!("{task}{last}"), series, COLORS[i % COLORS.len()])
-        })
-        .collect();
+    let mut data = named_lines(&state.dev, 2);
     data.push(
         Dataset::default()
             .name("best")
@@ -230,17 +264,7 @@ fn render_decay(frame: &mut Frame, state: &DashboardState, area: Rect) {
         );
         return;
     }
-    let data: Vec<Dataset> = state
-        .decay
-        .iter()
-        .enumerate()
-        .map(|(i, (stat, series))| {
-            let last = series
-                .last()
-                .map_or(String::new(), |(_, v)| format!(" {v:.3}"));
-            line(format!("{stat}{last}"), series, COLORS[i % COLORS.len()])
-        })
-        .collect();
+    let data = named_lines(&state.decay, 3);
     let (x, y) = bounds(state.decay.values());
     frame.render_widget(
         chart("stage 2 decay".into(), data, x, y, |v| format!("{v:.2}")),

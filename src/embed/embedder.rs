@@ -8,6 +8,7 @@ use crate::data::batcher::{length_sorted_batches, TokenBatch};
 use crate::data::tokenizer::SentenceTokenizer;
 use crate::error::{Error, Result};
 use crate::model::encoder::SentenceEncoder;
+use crate::model::load::LoadedModel;
 use crate::model::pooling::Pooling;
 
 /// Sentence vectors, one row per input sentence, row-major.
@@ -67,6 +68,25 @@ pub struct Embedder<'a, B: Backend> {
     pub batch_size: usize,
     /// Where the tensors live.
     pub device: B::Device,
+}
+
+impl<'a, B: Backend> Embedder<'a, B> {
+    /// An embedder over a loaded model (its encoder, tokenizer and padding id).
+    pub fn of(
+        model: &'a LoadedModel<B>,
+        pooling: Pooling,
+        batch_size: usize,
+        device: &B::Device,
+    ) -> Self {
+        Self {
+            encoder: &model.encoder,
+            tokenizer: &model.tokenizer,
+            pad_id: model.config.pad_token_id as u32,
+            pooling,
+            batch_size,
+            device: device.clone(),
+        }
+    }
 }
 
 impl<B: Backend> Embedder<'_, B> {

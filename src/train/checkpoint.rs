@@ -144,12 +144,7 @@ impl Checkpoints {
     {
         let model = self.load_model(step, model, device)?;
         let dir = self.step_dir(step);
-        let optim_record = Rec::default()
-            .load(dir.join("optim"), device)
-            .map_err(|e| Error::Load {
-                path: dir.join("optim.mpk"),
-                message: e.to_string(),
-            })?;
+        let optim_record = load_record(&dir, "optim", device)?;
         let path = dir.join("state.json");
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
         let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Config {
@@ -174,14 +169,23 @@ impl Checkpoints {
                 message: "no complete checkpoint of this step".into(),
             });
         }
-        let record = Rec::default()
-            .load(dir.join("model"), device)
-            .map_err(|e| Error::Load {
-                path: dir.join("model.mpk"),
-                message: e.to_string(),
-            })?;
+        let record = load_record(&dir, "model", device)?;
         Ok(model.load_record(record))
     }
+}
+
+/// Reads record `name` (`name.mpk`) of checkpoint directory `dir`.
+fn load_record<B: Backend, R: burn::record::Record<B>>(
+    dir: &Path,
+    name: &str,
+    device: &B::Device,
+) -> Result<R> {
+    Rec::default()
+        .load(dir.join(name), device)
+        .map_err(|e| Error::Load {
+            path: dir.join(format!("{name}.mpk")),
+            message: e.to_string(),
+        })
 }
 
 /// Flushes a file or directory to disk.

@@ -39,6 +39,7 @@ use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::sts::{evaluate, StsReport, StsTask};
 use crate::model::bert::hf_linear;
+use crate::model::encoder::SentenceEncoder;
 use crate::model::export::{recover_dir, write_model_folder, FolderMeta};
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
@@ -322,7 +323,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             checkpoints.save::<B, _, _>(&model, &optim, &state, config.checkpoint.keep_last)?;
         }
         if !interrupted && config.eval.tasks.is_empty() {
-            self.export_best(&model, state.step, f64::NAN)?;
+            self.export_best(&model.valid().encoder, state.step, f64::NAN)?;
         }
         Ok(TrainOutcome {
             steps: state.step,
@@ -343,12 +344,13 @@ impl<B: AutodiffBackend> Trainer<B> {
         let config = &self.config;
         renderer.update_train(status("evaluating on the dev sets"));
         renderer.render_train(self.progress(state.step), Vec::new());
-        let report = self.evaluate_dev(model)?;
+        let inference = model.valid();
+        let report = self.evaluate_dev(&inference.encoder)?;
         let score = report.spearman(config.eval.select_by).unwrap_or(f64::NAN);
         let improved = state.best.is_none_or(|(best, _)| score > best);
         if improved {
             state.best = Some((score, state.step));
-            self.export_best(model, state.step, score)?;
+            self.export_best(&inference.encoder, state.step, score)?;
         }
         let scores: serde_json::Map<String, serde_json::Value> = report
             .scores
@@ -385,7 +387,7 @@ impl<B: AutodiffBackend> Trainer<B> {
 
     fn embedder<'a>(
         &'a self,
-        encoder: &'a crate::model::encoder::SentenceEncoder<B::InnerBackend>,
+        encoder: &'a SentenceEncoder<B::InnerBackend>,
     ) -> Embedder<'a, B::InnerBackend> {
         Embedder {
             encoder,
@@ -397,16 +399,20 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
-    fn evaluate_dev(&self, model: &SimcseModel<B>) -> Result<StsReport> {
-        let inference = model.valid();
+    fn evaluate_dev(&self, encoder: &SentenceEncoder<B::InnerBackend>) -> Result<StsReport> {
         evaluate(
-            &self.embedder(&inference.encoder),
+            &self.embedder(encoder),
             &self.config.eval.tasks,
             &senteval_dir(&self.config),
         )
     }
 
-    fn export_best(&self, model: &SimcseModel<B>, step: usize, score: f64) -> Result<()> {
+    fn export_best(
+        &self,
+        encoder: &SentenceEncoder<B::InnerBackend>,
+        step: usize,
+        score: f64,
+    ) -> Result<()> {
         let meta = FolderMeta {
             pooling: self.config.model.eval_pooling,
             max_len: self.config.model.max_len,
@@ -417,7 +423,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             }),
         };
         write_model_folder(
-            &model.valid().encoder,
+            encoder,
             &self.model_dir,
             &self.config.run_dir.join(files::BEST),
             &meta,
@@ -442,14 +448,12 @@ pub fn final_test<B: burn::tensor::backend::Backend>(
 ) -> Result<StsReport> {
     let best = config.run_dir.join(files::BEST);
     let model = LoadedModel::<B>::from_dir(&best, &LoadOptions::default(), device)?;
-    let embedder = Embedder {
-        encoder: &model.encoder,
-        tokenizer: &model.tokenizer,
-        pad_id: model.config.pad_token_id as u32,
-        pooling: config.model.eval_pooling,
-        batch_size: config.eval.batch_size,
-        device: device.clone(),
-    };
+    let embedder = Embedder::of(
+        &model,
+        config.model.eval_pooling,
+        config.eval.batch_size,
+        device,
+    );
     let report = evaluate(&embedder, &StsTask::TEST_SUITE, &senteval_dir(config))?;
     let path = config.run_dir.join(files::TEST_RESULTS);
     write_atomic(&path, |w| {
