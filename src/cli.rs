@@ -5,9 +5,13 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::BackendKind;
+use crate::data::corpus::OnBadLine;
 use crate::embed::input::InputFormat;
 use crate::eval::sts::StsTask;
 use crate::model::pooling::Pooling;
+use crate::triplets::candidates::CandidateFormat;
+use crate::triplets::filter::{Fallback, FilterMode, FilterSection};
+use crate::triplets::Origin;
 
 /// Unsupervised sentence embeddings (SimCSE, GCSE) on Burn: CPU, WGPU or CUDA.
 #[derive(Debug, Parser)]
@@ -25,12 +29,16 @@ pub enum Command {
     Eval(EvalArgs),
     /// Write sentence embeddings of a text or JSONL file to .npy or JSONL.
     Embed(EmbedArgs),
-    /// Train from a TOML experiment file (stage 1: unsupervised SimCSE).
+    /// Train from a TOML experiment file (stage 1: unsupervised SimCSE;
+    /// stage 2: GCSE on triplets).
     Train(TrainArgs),
+    /// Build (anchor, positive, hard negative) triplets from synthetic
+    /// candidates, filtered by a frozen stage-1 model (paper Eq. 10-11).
+    Filter(FilterArgs),
     /// Write a run's best model or one of its checkpoints as a Hugging Face /
     /// sentence-transformers folder.
     Export(ExportArgs),
-    /// Redraw a run's loss.png, sts_dev.png and dashboard.png from its
+    /// Redraw a run's loss.png, sts_dev.png, dashboard.png (and decay.png in stage 2) from its
     /// metrics.jsonl (also while it trains, or after it was stopped).
     Plot(PlotArgs),
 }
@@ -123,6 +131,91 @@ pub struct TrainArgs {
     /// Print the experiment with every default filled in, then exit.
     #[arg(long)]
     pub print_config: bool,
+}
+
+/// `gcse filter`.
+#[derive(Debug, Clone, Args)]
+pub struct FilterArgs {
+    /// The frozen evaluation model: a stage-1 run directory (scored with its
+    /// training pooling and max length), a model directory or a hub id.
+    #[arg(long)]
+    pub model: String,
+    /// Candidates: JSONL (see the README), or an SNLI directory with
+    /// --input-format snli.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Input layout.
+    #[arg(long, value_enum, default_value_t = CandidateFormat::Jsonl)]
+    pub input_format: CandidateFormat,
+    /// SNLI splits to read, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "dev,test")]
+    pub splits: Vec<String>,
+    /// Origin of sources whose line does not say.
+    #[arg(long, value_enum, default_value_t = Origin::General)]
+    pub origin: Origin,
+    /// Where to write the triplets (JSONL); the report goes next to it as
+    /// <name>.report.json.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// The rule: threshold (Eq. 10-11), none (no filtering), random.
+    #[arg(long, value_enum, default_value_t = FilterMode::Threshold)]
+    pub mode: FilterMode,
+    /// Lowest cosine for a positive (paper: 0.9).
+    #[arg(long, default_value_t = 0.80)]
+    pub alpha: f64,
+    /// A negative must score below this cosine.
+    #[arg(long, default_value_t = 0.75)]
+    pub beta: f64,
+    /// Which source a missing negative falls back to.
+    #[arg(long, value_enum, default_value_t = Fallback::Offset)]
+    pub fallback: Fallback,
+    /// Rows between a source and its offset fallback.
+    #[arg(long, default_value_t = 6)]
+    pub fallback_offset: usize,
+    /// Drop rejected negatives instead of keeping them as extra rows.
+    #[arg(long)]
+    pub no_extra_rows: bool,
+    /// Seed of the random fallback.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// A malformed line: error (naming it) or skip (counted).
+    #[arg(long, value_enum, default_value_t = OnBadLine::Error)]
+    pub on_bad_line: OnBadLine,
+    /// Pooling of the scores [default: the run's training pooling, else cls].
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+    /// Longest tokenized sentence [default: the run's, else the model's limit].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Sentences per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
+}
+
+impl FilterArgs {
+    /// The rule these options describe, checked.
+    pub fn rule(&self) -> crate::Result<FilterSection> {
+        let rule = FilterSection {
+            mode: self.mode,
+            alpha: self.alpha,
+            beta: self.beta,
+            fallback: self.fallback,
+            fallback_offset: self.fallback_offset,
+            extra_rows: !self.no_extra_rows,
+            seed: Some(self.seed),
+        };
+        rule.validate()
+            .map_err(|m| crate::Error::Usage(m.replace("`filter.", "`--").replace('_', "-")))?;
+        if self.batch_size == 0 {
+            return Err(crate::Error::Usage(
+                "--batch-size must be at least 1".into(),
+            ));
+        }
+        Ok(rule)
+    }
 }
 
 /// `gcse export`.

@@ -11,7 +11,12 @@ use serde::{Deserialize, Serialize};
 use crate::data::corpus::SourceSpec;
 use crate::error::{Error, Result};
 use crate::eval::sts::StsTask;
+use crate::loss::gaussian_decay::{Decay, DecayMode};
 use crate::model::pooling::Pooling;
+use crate::train::model::Objective;
+use crate::triplets::candidates::CandidateSpec;
+use crate::triplets::filter::FilterSection;
+use crate::triplets::triplet::TripletSpec;
 
 /// A whole experiment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +25,12 @@ pub struct TrainConfig {
     /// Directory of the run: checkpoints, metrics, plots, the best model.
     /// Required.
     pub run_dir: PathBuf,
+    /// `simcse` (stage 1: sentences, two dropout views) or `gcse` (stage 2:
+    /// triplets, Gaussian-decayed hard negatives, `model.path` a stage-1 run
+    /// or model that also serves, frozen, as the evaluation model).
+    /// Default `simcse`.
+    #[serde(default)]
+    pub stage: Stage,
     /// The encoder to start from.
     pub model: ModelSection,
     /// Training sentences.
@@ -33,6 +44,51 @@ pub struct TrainConfig {
     /// Checkpoints.
     #[serde(default)]
     pub checkpoint: CheckpointSection,
+    /// Stage 2: the decay.
+    #[serde(default)]
+    pub stage2: Stage2Section,
+    /// Stage 2: how `data.candidates` become triplets.
+    #[serde(default)]
+    pub filter: FilterSection,
+}
+
+/// Which stage a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// Unsupervised SimCSE on sentences.
+    #[default]
+    Simcse,
+    /// GCSE on triplets with a frozen evaluation model.
+    Gcse,
+}
+
+/// `[stage2]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage2Section {
+    /// `official` (the authors' code: detached additive term, only where the
+    /// student scores the own hard negative no higher than the frozen model,
+    /// s <= s'), `paper` (Eq. 13: both sides, gradient through the decay) or
+    /// `none` (InfoNCE with hard negatives: ablation "w/o decay").
+    /// Default `official`.
+    #[serde(default)]
+    pub decay: DecayMode,
+    /// Gaussian width in logit units (cosine / tau). Default 0.17 for
+    /// `official` (the authors' code), 0.01 / tau for `paper` (the paper's
+    /// sigma = 0.01 in cosine units).
+    #[serde(default)]
+    pub decay_width: Option<f64>,
+    /// The frozen evaluation model (scores batches and candidates).
+    /// Default: `model.path`.
+    #[serde(default)]
+    pub frozen: Option<String>,
+}
+
+impl Default for Stage2Section {
+    fn default() -> Self {
+        toml::from_str("").expect("every [stage2] key has a default")
+    }
 }
 
 /// `[model]`.
@@ -50,9 +106,10 @@ pub struct ModelSection {
     pub eval_pooling: Pooling,
     /// Where the `cls` pooler's MLP starts: `random` (SimCSE: a fresh layer,
     /// normal(0, 0.02) weights) or `pretrained` (the checkpoint's pooler).
-    /// Default `random`.
+    /// Default `random` in stage 1, `pretrained` in stage 2 (the stage-1
+    /// MLP carries over, as in the authors' code).
     #[serde(default)]
-    pub mlp_init: MlpInit,
+    pub mlp_init: Option<MlpInit>,
     /// Longest tokenized sentence in training, special tokens included.
     /// Default 32.
     #[serde(default = "default_max_len")]
@@ -85,14 +142,21 @@ pub struct DataSection {
     /// General sentence sources (`[[data.general]]`).
     #[serde(default)]
     pub general: Vec<SourceSpec>,
-    /// Sentences per domain sentence : per general sentence, as "1:3"
-    /// (method.md). General sentences beyond the ratio are left out (a
-    /// seeded sample); with no domain data all general sentences are used.
+    /// Stage 2: candidate files (`[[data.candidates]]`), made into triplets
+    /// by `[filter]` with the frozen model when the run starts.
+    #[serde(default)]
+    pub candidates: Vec<CandidateSpec>,
+    /// Stage 2: triplet files (`[[data.triplets]]`, e.g. from `gcse filter`).
+    #[serde(default)]
+    pub triplets: Vec<TripletSpec>,
+    /// Sentences (stage 2: triplets, by origin) per domain : per general
+    /// one, as "1:3" (method.md). General ones beyond the ratio are left out
+    /// (a seeded sample); with no domain data all general ones are used.
     /// Default "1:3".
     #[serde(default = "default_ratio")]
     pub ratio: String,
-    /// Cap on the number of training sentences after mixing (a seeded
-    /// sample keeping the ratio). Default: no cap.
+    /// Cap on the number of training sentences (stage 2: triplets) after
+    /// mixing (a seeded sample keeping the ratio). Default: no cap.
     #[serde(default)]
     pub max_sentences: Option<usize>,
 }
@@ -112,13 +176,15 @@ pub enum OptimizerKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainSection {
-    /// Sentences per batch (each encoded twice). Default 64.
+    /// Sentences per batch (each encoded twice); stage 2: triplets per batch.
+    /// Default 64.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// Passes over the data. Default 1.
     #[serde(default = "default_epochs")]
     pub epochs: usize,
-    /// Stop after this many optimizer steps. Default: all epochs.
+    /// Stop after this many optimizer steps; 0 only evaluates (and exports)
+    /// the starting model (ablation "w/o stage 2"). Default: all epochs.
     #[serde(default)]
     pub max_steps: Option<usize>,
     /// Peak learning rate. Default 3e-5.
@@ -134,9 +200,14 @@ pub struct TrainSection {
     #[serde(default = "default_adam_epsilon")]
     pub adam_epsilon: f64,
     /// Steps of linear warm-up from 0; the rate then decays linearly to 0 at
-    /// the last step. Default 0.
+    /// the last step (or at `schedule_steps`). Default 0.
     #[serde(default)]
     pub warmup_steps: usize,
+    /// The step at which the linear decay reaches 0, if not the run's last
+    /// (the GCSE authors' code fixes it at 80000, far past its runs, so their
+    /// rate barely decays). Default: the last step.
+    #[serde(default)]
+    pub schedule_steps: Option<usize>,
     /// Clip the global gradient L2 norm to this value (PyTorch's
     /// `clip_grad_norm_`, which Hugging Face's Trainer applies at 1.0);
     /// `0` disables. Default 1.0.
@@ -347,7 +418,6 @@ impl TrainConfig {
                 "checkpoint.every_steps",
                 self.checkpoint.every_steps.unwrap_or(1),
             ),
-            ("train.max_steps", t.max_steps.unwrap_or(1)),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{key}` must be at least 1"));
@@ -372,11 +442,32 @@ impl TrainConfig {
                 return Err(format!("`model.dropout` must be in [0, 1), not {p}"));
             }
         }
-        if self.data.domain.is_empty() && self.data.general.is_empty() {
-            return Err(
-                "`data` needs at least one `[[data.domain]]` or `[[data.general]]` source".into(),
-            );
+        let sentences = !(self.data.domain.is_empty() && self.data.general.is_empty());
+        let triplets = !(self.data.candidates.is_empty() && self.data.triplets.is_empty());
+        match self.stage {
+            Stage::Simcse if !sentences => {
+                return Err(
+                    "`data` needs at least one `[[data.domain]]` or `[[data.general]]` source"
+                        .into(),
+                )
+            }
+            Stage::Simcse if triplets => {
+                return Err("`data.candidates` and `data.triplets` are for stage = \"gcse\"".into())
+            }
+            Stage::Gcse if !triplets => {
+                return Err("stage = \"gcse\" needs `[[data.candidates]]` or `[[data.triplets]]`".into())
+            }
+            Stage::Gcse if sentences => {
+                return Err("stage = \"gcse\" trains on triplets: use `[[data.candidates]]` or `[[data.triplets]]` (with `origin`), not `[[data.domain]]` / `[[data.general]]`".into())
+            }
+            _ => {}
         }
+        if let Some(w) = self.stage2.decay_width {
+            if !(w > 0.0 && w.is_finite()) {
+                return Err(format!("`stage2.decay_width` must be positive, not {w}"));
+            }
+        }
+        self.filter.validate()?;
         parse_ratio(&self.data.ratio).map_err(|m| format!("`data.ratio`: {m}"))?;
         if !self.eval.tasks.is_empty() && !self.eval.tasks.contains(&self.eval.select_by) {
             return Err(format!(
@@ -385,6 +476,36 @@ impl TrainConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The `cls` MLP's start: as configured, else by stage.
+    pub fn mlp_init(&self) -> MlpInit {
+        self.model.mlp_init.unwrap_or(match self.stage {
+            Stage::Simcse => MlpInit::Random,
+            Stage::Gcse => MlpInit::Pretrained,
+        })
+    }
+
+    /// The training objective of the run's stage.
+    pub fn objective(&self) -> Objective {
+        match self.stage {
+            Stage::Simcse => Objective::Simcse,
+            Stage::Gcse => {
+                let mode = self.stage2.decay;
+                Objective::Gcse(Decay {
+                    mode,
+                    width: self
+                        .stage2
+                        .decay_width
+                        .unwrap_or_else(|| mode.default_width(self.train.temperature)),
+                })
+            }
+        }
+    }
+
+    /// The frozen evaluation model of stage 2.
+    pub fn frozen_model(&self) -> &str {
+        self.stage2.frozen.as_deref().unwrap_or(&self.model.path)
     }
 
     /// Steps between resumable checkpoints.
@@ -456,6 +577,62 @@ path = "corpus.txt"
             .unwrap_err()
             .to_string();
         assert!(err.contains("run_dir"), "{err}");
+    }
+
+    #[test]
+    fn stage_two_needs_triplet_data_and_picks_its_own_defaults() {
+        let gcse = r#"
+run_dir = "runs/x"
+stage = "gcse"
+[model]
+path = "runs/stage1"
+[[data.candidates]]
+path = "c.jsonl"
+"#;
+        let c = parse(gcse).unwrap();
+        assert_eq!(c.mlp_init(), MlpInit::Pretrained);
+        assert_eq!(
+            c.objective(),
+            Objective::Gcse(Decay {
+                mode: DecayMode::Official,
+                width: 0.17
+            })
+        );
+        assert_eq!(c.frozen_model(), "runs/stage1");
+        assert_eq!(parse(&c.to_toml()).unwrap(), c);
+        let paper = parse(&format!("{gcse}[stage2]\ndecay = \"paper\"\n")).unwrap();
+        let Objective::Gcse(decay) = paper.objective() else {
+            panic!("stage 2")
+        };
+        assert!((decay.width - 0.2).abs() < 1e-12, "sigma 0.01 / tau 0.05");
+        assert_eq!(parse(MINIMAL).unwrap().mlp_init(), MlpInit::Random);
+        assert_eq!(parse(MINIMAL).unwrap().objective(), Objective::Simcse);
+        for (text, key) in [
+            (
+                gcse.replace("[[data.candidates]]\npath = \"c.jsonl\"\n", "[data]\n"),
+                "data.candidates",
+            ),
+            (
+                format!("{gcse}[[data.general]]\npath = \"s.txt\"\n"),
+                "data.domain",
+            ),
+            (
+                format!("{MINIMAL}[[data.triplets]]\npath = \"t.jsonl\"\n"),
+                "stage = \"gcse\"",
+            ),
+            (format!("{gcse}[filter]\nalpha = 1.5\n"), "filter.alpha"),
+            (
+                format!("{gcse}[stage2]\ndecay_width = 0.0\n"),
+                "stage2.decay_width",
+            ),
+            (
+                format!("{gcse}[stage2]\ndecay = \"sometimes\"\n"),
+                "sometimes",
+            ),
+        ] {
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -20,5 +20,6 @@ pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod train;
+pub mod triplets;
 
 pub use error::{Error, Result};

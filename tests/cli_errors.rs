@@ -232,3 +232,90 @@ fn cls_pooling_without_pooler_weights_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn gcse_filter_writes_triplets_and_a_report_and_names_bad_lines() {
+    let dir = temp_dir("filter-cli");
+    write_tiny_model(&dir, Architecture::Bert, 6);
+    let model = dir.to_str().unwrap();
+    let input = dir.join("candidates.jsonl");
+    let line = |id: &str, source: &str| {
+        serde_json::json!({
+            "id": id, "source": source,
+            "positives": [{"text": format!("{source} ."), "kind": "rewrite"}],
+            "negatives": [{"text": "the cat sleeps on the mat", "kind": "antisense"}],
+        })
+        .to_string()
+    };
+    let good = [
+        line("1", "a man is playing guitar"),
+        line("2", "two people are talking"),
+    ];
+    std::fs::write(&input, good.join("\n") + "\n").unwrap();
+    let output = dir.join("triplets.jsonl");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "filter",
+            "--backend",
+            "cpu",
+            "--model",
+            model,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        gcse(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (ok, stdout, stderr) = run(&["--alpha=-1", "--beta", "1"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("positives: 2 kept, 0 fell back"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("triplets.report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["positive_scores"]["counts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_u64().unwrap())
+            .sum::<u64>(),
+        2
+    );
+    let triplets = std::fs::read_to_string(&output).unwrap();
+    assert_eq!(triplets.lines().count(), 2);
+    assert!(
+        triplets.contains("\"positive\":\"a man is playing guitar .\""),
+        "{triplets}"
+    );
+
+    let err = fails(
+        &args(&["--alpha", "2"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert!(err.contains("--alpha"), "{err}");
+    std::fs::write(&input, format!("{}\n{{\"id\": \"3\"}}\n", good[0])).unwrap();
+    let err = fails(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        err.contains("candidates.jsonl:2") && err.contains("`source`"),
+        "{err}"
+    );
+    let (ok, _, stderr) = run(&["--on-bad-line", "skip"]);
+    assert!(
+        !ok && stderr.contains("at least two"),
+        "one good source is too few: {stderr}"
+    );
+}

@@ -32,6 +32,11 @@ path = "{sentences}"
         model = model.display(),
         sentences = sentences.display(),
     );
+    write_experiment(dir, &text)
+}
+
+/// Writes `dir/exp.toml` and returns its path.
+fn write_experiment(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("exp.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -474,4 +479,136 @@ fn a_run_that_cannot_start_says_why_and_leaves_no_run_behind() {
         "{err}"
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A stage-2 experiment on a tiny model: its 24 sentences as 12 sources,
+/// each with a positive (its own words in another order) and a negative
+/// (another source's sentence) candidate.
+fn stage2_setup(dir: &Path, decay: &str) -> PathBuf {
+    let (model, sentences) = tiny_setup(dir);
+    let lines: Vec<String> = std::fs::read_to_string(&sentences)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let candidates: Vec<String> = (0..12)
+        .map(|i| {
+            let source = &lines[2 * i];
+            let mut words: Vec<&str> = source.split(' ').collect();
+            words.reverse();
+            serde_json::json!({
+                "id": format!("s{i}"), "source": source, "origin": if i % 3 == 0 { "domain" } else { "general" },
+                "positives": [{"text": words.join(" "), "kind": "reversed"}],
+                "negatives": [{"text": lines[2 * i + 1], "kind": "other"}],
+            })
+            .to_string()
+        })
+        .collect();
+    let input = dir.join("candidates.jsonl");
+    std::fs::write(&input, candidates.join("\n") + "\n").unwrap();
+    let text = format!(
+        r#"run_dir = "{run}"
+stage = "gcse"
+[model]
+path = "{model}"
+max_len = 16
+dropout = 0.0
+[data]
+ratio = "1:2"
+[[data.candidates]]
+path = "{input}"
+[filter]
+alpha = 0.5
+beta = 0.9
+[stage2]
+decay = "{decay}"
+[train]
+batch_size = 4
+epochs = 2
+lr = 1e-3
+temperature = 0.05
+[eval]
+tasks = []
+final_test = false
+[checkpoint]
+every_steps = 2
+keep_last = 1
+"#,
+        run = dir.join("run").display(),
+        model = model.display(),
+        input = input.display(),
+    );
+    write_experiment(dir, &text)
+}
+
+#[test]
+fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exactly() {
+    let mut first_losses = Vec::new();
+    for decay in ["official", "paper", "none"] {
+        let dir = temp_dir(&format!("stage2-{decay}"));
+        let config = stage2_setup(&dir, decay);
+        let run = dir.join("run");
+        let out = train(&config, &["--backend", "cpu"]);
+        assert!(out.contains("filter: threshold"), "{out}");
+        // The filter's triplets and report are in the run directory.
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("filter_report.json")).unwrap())
+                .unwrap();
+        let triplets = std::fs::read_to_string(run.join("triplets.jsonl")).unwrap();
+        assert_eq!(report["sources"], 12);
+        assert!(run.join("decay.png").is_file(), "the decay plot");
+        assert_eq!(
+            report["triplets"].as_u64().unwrap() as usize,
+            triplets.lines().count()
+        );
+        let whole = losses(&run);
+        let decays = entries(&run, "decay");
+        assert_eq!(decays.len(), whole.len());
+        assert!(whole.len() >= 4, "{whole:?}");
+        for d in &decays {
+            let counts: u64 = d["weights"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_u64().unwrap())
+                .sum();
+            assert_eq!(counts, 4, "one weight per triplet of the batch");
+        }
+        // Without dropout the student starts as the frozen model: at step 1
+        // both score every own hard negative alike (s = s').
+        let first = &decays[0];
+        assert!(first["mean_gap"].as_f64().unwrap().abs() < 1e-3, "{first}");
+        let weight = first["mean_weight"].as_f64().unwrap();
+        match decay {
+            // s = s' decays every own hard negative fully (the official mode
+            // only where s <= s', which rounding decides at a tie).
+            "paper" => assert!(weight < 1e-3, "{first}"),
+            "official" => assert!(weight < 1.0, "{first}"),
+            _ => assert_eq!(weight, 1.0, "{first}"),
+        }
+        first_losses.push(whole[0].1);
+        if decay == "official" {
+            std::fs::remove_dir_all(&run).unwrap();
+            train(&config, &["--backend", "cpu", "--stop-after", "3"]);
+            let out = train(&config, &["--backend", "cpu", "--resume"]);
+            assert!(
+                out.contains("resuming from the checkpoint of step 3"),
+                "{out}"
+            );
+            assert_same_losses(
+                &losses(&run),
+                &whole,
+                1e-5,
+                "stage 2 stopped after 3, resumed",
+            );
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    assert!(
+        first_losses[1] <= first_losses[0] && first_losses[0] < first_losses[2],
+        "decaying own hard negatives lowers the loss: official {}, paper {}, none {}",
+        first_losses[0],
+        first_losses[1],
+        first_losses[2]
+    );
 }

@@ -12,7 +12,7 @@ use crate::model::export::{write_model_folder, FolderMeta};
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::train::checkpoint::Checkpoints;
-use crate::train::model::SimcseModel;
+use crate::train::model::ContrastiveModel;
 use crate::train::run::files;
 
 /// `gcse export` on a chosen backend.
@@ -51,11 +51,7 @@ impl BackendTask for ExportTask {
                     dropout: None,
                 };
                 let start = LoadedModel::<B::InnerBackend>::from_dir(&source, &options, &device)?;
-                let model = SimcseModel {
-                    encoder: start.encoder,
-                    pooling: config.model.pooling,
-                    temperature: config.train.temperature,
-                };
+                let model = ContrastiveModel::new(start.encoder, &config);
                 let encoder = Checkpoints::new(run)
                     .load_model(step, model, &device)?
                     .encoder;

@@ -3,6 +3,7 @@
 pub mod embed;
 pub mod eval;
 pub mod export;
+pub mod filter;
 pub mod train;
 
 use std::path::Path;
@@ -51,10 +52,14 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             backend::run(&resolved, task)
         }
+        Command::Filter(args) => {
+            let resolved = announce(args.backend)?;
+            backend::run(&resolved, filter::FilterTask { args })
+        }
         Command::Plot(args) => {
             crate::train::plots::write_run_plots(&args.run)?;
             println!(
-                "wrote loss.png, sts_dev.png and dashboard.png in {}",
+                "wrote the plots (loss.png, sts_dev.png, dashboard.png; decay.png in stage 2) in {}",
                 args.run.display()
             );
             Ok(())

@@ -1,4 +1,4 @@
-//! `gcse train`: a stage-1 run with the dashboard (or log lines), then the
+//! `gcse train`: a stage-1 or stage-2 run with the dashboard (or log lines), then the
 //! test-suite table of the best model.
 
 use std::io::IsTerminal;
@@ -36,16 +36,10 @@ impl BackendTask for TrainTask {
         let mut trainer =
             Trainer::<B>::prepare(config.clone(), self.resume, &self.backend, &device)?;
         trainer.stop_after = self.stop_after;
-        let m = &trainer.mixture;
-        println!(
-            "data: {} sentences ({} domain, {} general of {} available; {} repeats dropped, {} bad lines skipped)",
-            m.sentences.len(),
-            m.domain,
-            m.general(),
-            m.general_available,
-            m.duplicates,
-            m.skipped_lines
-        );
+        if let Some(report) = &trainer.filter_report {
+            print!("{report}");
+        }
+        println!("data: {}", trainer.data_summary);
         match trainer.resume_from {
             Some(step) => println!("resuming from the checkpoint of step {step}"),
             None if self.resume => println!("no checkpoint to resume from: starting afresh"),

@@ -76,6 +76,9 @@ pub struct DashboardState {
     pub dev: BTreeMap<String, Series>,
     /// Stage-2 decay statistics by name (mean weight, fraction decayed...).
     pub decay: BTreeMap<String, Series>,
+    /// Stage-2: the last batch's own-hard-negative weights in 10 bins over
+    /// [0, 1].
+    pub decay_histogram: Vec<u64>,
     /// The latest status line.
     pub status: String,
     /// The view on screen.
@@ -93,6 +96,7 @@ enum Slot {
     Status,
     Dev(String),
     Decay(String),
+    DecayHistogram,
 }
 
 fn id(name: &str) -> MetricId {
@@ -114,6 +118,7 @@ impl DashboardState {
         for task in dev_tasks {
             slots.insert(id(&metric::dev(task)), Slot::Dev(task.clone()));
         }
+        slots.insert(id(metric::DECAY_HISTOGRAM), Slot::DecayHistogram);
         for stat in metric::DECAY_STATS {
             slots.insert(id(&metric::decay(stat)), Slot::Decay(stat.to_string()));
         }
@@ -131,6 +136,7 @@ impl DashboardState {
             throughput: None,
             dev: BTreeMap::new(),
             decay: BTreeMap::new(),
+            decay_histogram: Vec::new(),
             status: "starting".into(),
             view: View::Overview,
             slots,
@@ -161,6 +167,11 @@ impl DashboardState {
             }
             (Some(Slot::Decay(stat)), Some(v)) => self.decay.entry(stat).or_default().push((x, v)),
             (Some(Slot::Status), _) => self.status = entry.serialized_entry.formatted.clone(),
+            (Some(Slot::DecayHistogram), _) => {
+                if let Ok(counts) = serde_json::from_str(&entry.serialized_entry.serialized) {
+                    self.decay_histogram = counts;
+                }
+            }
             _ => {}
         }
     }

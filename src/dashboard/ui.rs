@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Block, Chart, Dataset, Gauge, GraphType, Paragraph, Tabs};
+use ratatui::widgets::{Axis, BarChart, Block, Chart, Dataset, Gauge, GraphType, Paragraph, Tabs};
 use ratatui::Frame;
 
 use super::state::{DashboardState, Series, View};
@@ -266,9 +266,32 @@ fn render_decay(frame: &mut Frame, state: &DashboardState, area: Rect) {
     }
     let data = named_lines(&state.decay, 3);
     let (x, y) = bounds(state.decay.values());
+    let curves = chart("stage 2 decay".into(), data, x, y, |v| format!("{v:.2}"));
+    if state.decay_histogram.is_empty() || area.width < 60 {
+        frame.render_widget(curves, area);
+        return;
+    }
+    let [left, right] =
+        Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
+    frame.render_widget(curves, left);
+    let bins = state.decay_histogram.len().max(1);
+    let bars: Vec<(String, u64)> = state
+        .decay_histogram
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| (format!("{:.1}", i as f64 / bins as f64), c))
+        .collect();
+    let bars: Vec<(&str, u64)> = bars.iter().map(|(l, c)| (l.as_str(), *c)).collect();
+    let width = ((right.width.saturating_sub(2)) / bins as u16)
+        .saturating_sub(1)
+        .max(1);
     frame.render_widget(
-        chart("stage 2 decay".into(), data, x, y, |v| format!("{v:.2}")),
-        area,
+        BarChart::default()
+            .block(Block::bordered().title("weights, last batch (0 = fully decayed)"))
+            .data(bars.as_slice())
+            .bar_width(width)
+            .bar_style(Style::new().fg(Color::Magenta)),
+        right,
     );
 }
 
@@ -279,6 +302,8 @@ mod tests {
     use crate::dashboard::state::tests::sample_state;
     use crate::train::metric;
     use crate::train::run::numeric;
+    use burn::train::metric::{MetricEntry, MetricId, SerializedEntry};
+    use burn::train::renderer::MetricState;
 
     fn text(state: &DashboardState, cols: u16, rows: u16) -> String {
         let buffer = render_cells(state, cols, rows);
@@ -349,6 +374,16 @@ mod tests {
         ));
         let screen = text(&state, 100, 30);
         assert!(screen.contains("mean weight 0.875"), "{screen}");
+        state.apply(&MetricState::Generic(MetricEntry::new(
+            MetricId::new(std::sync::Arc::new(metric::DECAY_HISTOGRAM.to_string())),
+            SerializedEntry::new(String::new(), "[0,0,3,0,0,0,0,0,0,61]".into()),
+        )));
+        assert_eq!(state.decay_histogram[9], 61);
+        let screen = text(&state, 100, 30);
+        assert!(
+            screen.contains("weights, last batch") && screen.contains("61"),
+            "{screen}"
+        );
     }
 
     #[test]

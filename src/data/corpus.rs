@@ -46,8 +46,16 @@ pub struct SourceSpec {
     pub on_bad_line: OnBadLine,
 }
 
+/// `path` with a leading `$GCSE_DATA` replaced by the shared data root.
+pub fn expand_data_path(path: &str) -> PathBuf {
+    match path.strip_prefix("$GCSE_DATA") {
+        Some(rest) => super::data_root().join(rest.trim_start_matches(['/', '\\'])),
+        None => PathBuf::from(path),
+    }
+}
+
 /// Policy for malformed lines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum OnBadLine {
     /// Stop with an error naming the line.
@@ -69,10 +77,7 @@ pub struct SourceSentences {
 impl SourceSpec {
     /// The file path with `$GCSE_DATA` expanded.
     pub fn resolved_path(&self) -> PathBuf {
-        match self.path.strip_prefix("$GCSE_DATA") {
-            Some(rest) => super::data_root().join(rest.trim_start_matches(['/', '\\'])),
-            None => PathBuf::from(&self.path),
-        }
+        expand_data_path(&self.path)
     }
 
     fn format(&self, path: &Path) -> SourceFormat {

@@ -70,41 +70,56 @@ pub fn mix(
         }
         Ok(out)
     };
-    let mut domain_set = distinct(domain)?;
-    let mut general_set = distinct(general)?;
+    let domain_set = distinct(domain)?;
+    let general_set = distinct(general)?;
     let general_available = general_set.len();
-    let (rd, rg) = (ratio.0 as usize, ratio.1 as usize);
-    if !domain_set.is_empty() {
-        let wanted = domain_set.len() * rg / rd;
-        sample(&mut general_set, wanted, seed, stream::GENERAL_SAMPLE);
-    }
-    if let Some(max) = max_sentences {
-        let total = domain_set.len() + general_set.len();
-        if total > max {
-            let keep_domain = if general_set.is_empty() {
-                max
-            } else if domain_set.is_empty() {
-                0
-            } else {
-                (max * rd).div_ceil(rd + rg).min(domain_set.len())
-            };
-            sample(&mut domain_set, keep_domain, seed, stream::CAP);
-            sample(&mut general_set, max - keep_domain, seed, stream::CAP);
-        }
-    }
-    let domain_count = domain_set.len();
-    domain_set.extend(general_set);
+    let (sentences, domain) = mix_items(domain_set, general_set, ratio, max_sentences, seed);
     Ok(Mixture {
-        sentences: domain_set,
-        domain: domain_count,
+        sentences,
+        domain,
         general_available,
         duplicates,
         skipped_lines,
     })
 }
 
+/// Mixes domain and general items at `ratio` (general ones beyond it are a
+/// seeded sample), caps the total at `max_items` keeping the ratio, and
+/// returns the items (domain first, each part in its original order) and
+/// how many are domain items.
+pub fn mix_items<T>(
+    mut domain: Vec<T>,
+    mut general: Vec<T>,
+    ratio: (u32, u32),
+    max_items: Option<usize>,
+    seed: u64,
+) -> (Vec<T>, usize) {
+    let (rd, rg) = (ratio.0 as usize, ratio.1 as usize);
+    if !domain.is_empty() {
+        let wanted = domain.len() * rg / rd;
+        sample(&mut general, wanted, seed, stream::GENERAL_SAMPLE);
+    }
+    if let Some(max) = max_items {
+        let total = domain.len() + general.len();
+        if total > max {
+            let keep_domain = if general.is_empty() {
+                max
+            } else if domain.is_empty() {
+                0
+            } else {
+                (max * rd).div_ceil(rd + rg).min(domain.len())
+            };
+            sample(&mut domain, keep_domain, seed, stream::CAP);
+            sample(&mut general, max - keep_domain, seed, stream::CAP);
+        }
+    }
+    let domain_count = domain.len();
+    domain.extend(general);
+    (domain, domain_count)
+}
+
 /// Keeps a seeded random `n` of `items`, in their original order.
-fn sample(items: &mut Vec<String>, n: usize, seed: u64, purpose: u64) {
+fn sample<T>(items: &mut Vec<T>, n: usize, seed: u64, purpose: u64) {
     if items.len() <= n {
         return;
     }

@@ -151,12 +151,13 @@ pub fn line_chart(
         let tx = (x + 8).min(left + w - 8 * m.label.len() as i64);
         c.text(&m.label, tx, y - 16, 1, INK);
     }
-    // The legend sits in the top margin, right-aligned, one entry after another.
+    // The legend sits in the top margin below the title's line, right-aligned,
+    // one entry after another.
     let mut x = left + w;
     for curve in curves.iter().rev() {
         x -= 8 * curve.name.len() as i64 + 26;
-        c.fill(x, top - 20, 20, 4, curve.color);
-        c.text(&curve.name, x + 26, top - 22, 1, INK);
+        c.fill(x, top - 11, 20, 4, curve.color);
+        c.text(&curve.name, x + 26, top - 13, 1, INK);
         x -= 16;
     }
     c

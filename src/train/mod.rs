@@ -1,7 +1,10 @@
-//! Training: the stage-1 step, schedule, clipping, checkpoints, the loop.
+//! Training: the stage-1 and stage-2 steps, the frozen model, schedule,
+//! clipping, checkpoints, the loop.
 
 pub mod checkpoint;
 pub mod clip;
+pub mod examples;
+pub mod frozen;
 pub mod metrics_log;
 pub mod model;
 pub mod plots;
@@ -26,6 +29,10 @@ pub mod metric {
     /// Stage-2 decay statistics: mean decay weight of the own hard
     /// negatives, fraction of them decayed, mean student-minus-frozen score.
     pub const DECAY_STATS: [&str; 3] = ["mean weight", "fraction decayed", "mean s - s'"];
+
+    /// Stage-2 histogram of the weights left on the own hard negatives: 10
+    /// bins over [0, 1], serialised as a JSON list of counts.
+    pub const DECAY_HISTOGRAM: &str = "decay:histogram";
 
     /// The metric name of a stage-2 decay statistic.
     pub fn decay(stat: &str) -> String {

@@ -22,8 +22,11 @@ pub const LOSS_PNG: &str = "loss.png";
 pub const STS_PNG: &str = "sts_dev.png";
 /// Written into the run directory.
 pub const DASHBOARD_PNG: &str = "dashboard.png";
+/// Written into a stage-2 run directory.
+pub const DECAY_PNG: &str = "decay.png";
 
-/// Writes loss.png, sts_dev.png and dashboard.png for a run directory.
+/// Writes loss.png, sts_dev.png and dashboard.png for a run directory, and
+/// decay.png (the decay statistics per step) for a stage-2 run.
 pub fn write_run_plots(run_dir: &Path) -> Result<()> {
     let config = TrainConfig::load(&run_dir.join(files::CONFIG))?;
     let entries = read_entries(&run_dir.join(files::METRICS))?;
@@ -68,6 +71,28 @@ pub fn write_run_plots(run_dir: &Path) -> Result<()> {
     line_chart("dev Spearman x 100", "step", &curves, &markers, 900, 500)
         .save_png(&run_dir.join(STS_PNG))?;
 
+    if !state.decay.is_empty() {
+        let curves: Vec<Curve> = state
+            .decay
+            .iter()
+            .enumerate()
+            .map(|(i, (stat, points))| Curve {
+                name: stat.clone(),
+                points: moving_average(points, 10),
+                color: PALETTE[i % PALETTE.len()],
+                width: 2,
+            })
+            .collect();
+        line_chart(
+            "stage 2 decay (mean of 10 steps)",
+            "step",
+            &curves,
+            &[],
+            900,
+            500,
+        )
+        .save_png(&run_dir.join(DECAY_PNG))?;
+    }
     screenshot(&state, 120, 36).save_png(&run_dir.join(DASHBOARD_PNG))
 }
 
@@ -124,6 +149,20 @@ pub fn replay(config: &TrainConfig, entries: &[serde_json::Value]) -> DashboardS
                     if let Some(v) = e[key].as_f64() {
                         state.apply(&numeric(name, v, v.to_string()));
                     }
+                }
+            }
+            Some("decay") => {
+                for (stat, key) in
+                    metric::DECAY_STATS
+                        .iter()
+                        .zip(["mean_weight", "fraction_decayed", "mean_gap"])
+                {
+                    if let Some(v) = e[key].as_f64() {
+                        state.apply(&numeric(&metric::decay(stat), v, v.to_string()));
+                    }
+                }
+                if let Some(counts) = e["weights"].as_array() {
+                    state.decay_histogram = counts.iter().filter_map(|c| c.as_u64()).collect();
                 }
             }
             Some("eval") => {

@@ -25,16 +25,17 @@ use burn::train::{Interrupter, ItemLazy, TrainStep};
 
 use super::checkpoint::{Checkpoints, TrainState};
 use super::clip::clip_global_norm;
+use super::examples::{self, Examples};
+use super::frozen::FrozenModel;
 use super::metric;
 use super::metrics_log::MetricsLog;
-use super::model::SimcseModel;
+use super::model::{ContrastiveModel, StepItem};
 use super::schedule::LinearWarmupDecay;
 use crate::atomic::write_atomic;
-use crate::config::{MlpInit, OptimizerKind, TrainConfig};
-use crate::data::batcher::TokenBatch;
+use crate::config::{MlpInit, OptimizerKind, Stage, TrainConfig};
 use crate::data::data_root;
-use crate::data::mix::{epoch_order, mix, stream, Mixture};
-use crate::data::tokenizer::{Encoded, SentenceTokenizer};
+use crate::data::mix::{epoch_order, stream};
+use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::sts::{evaluate, StsReport, StsTask};
@@ -55,18 +56,26 @@ pub mod files {
     pub const BEST: &str = crate::model::hub::RUN_BEST;
     /// Test-suite results of the best model.
     pub const TEST_RESULTS: &str = "test_results.json";
+    /// Stage 2: the triplets filtered from the candidates.
+    pub const TRIPLETS: &str = "triplets.jsonl";
+    /// Stage 2: the filter's report.
+    pub const FILTER_REPORT: &str = "filter_report.json";
 }
 
 /// A run ready to train: model, data and (on resume) where to continue.
 pub struct Trainer<B: AutodiffBackend> {
     config: TrainConfig,
     model_dir: PathBuf,
-    model: SimcseModel<B>,
+    model: ContrastiveModel<B>,
     tokenizer: SentenceTokenizer,
     pad_id: u32,
-    sentences: Vec<Encoded>,
-    /// What went into the training set.
-    pub mixture: Mixture,
+    examples: Examples,
+    /// Stage 2: the frozen evaluation model.
+    frozen: Option<FrozenModel<B::InnerBackend>>,
+    /// One line on the training data.
+    pub data_summary: String,
+    /// Stage 2 with candidates: the filter's report.
+    pub filter_report: Option<crate::triplets::report::FilterReport>,
     /// The checkpoint a resume continues from.
     pub resume_from: Option<usize>,
     /// Optimizer steps of the whole run.
@@ -128,7 +137,16 @@ impl<B: AutodiffBackend> Trainer<B> {
         };
         let loaded = LoadedModel::<B>::from_dir(&model_dir, &options, device)?;
         let mut encoder = loaded.encoder;
-        if config.model.mlp_init == MlpInit::Random || !loaded.report.has_pooler() {
+        if config.mlp_init() == MlpInit::Pretrained
+            && config.stage == Stage::Gcse
+            && !loaded.report.has_pooler()
+        {
+            return Err(Error::Usage(format!(
+                "{}: no pooler (MLP) weights to continue from; stage 2 starts from a stage-1 run or model folder that has them",
+                loaded.report.weights.display()
+            )));
+        }
+        if config.mlp_init() == MlpInit::Random || !loaded.report.has_pooler() {
             B::seed(
                 device,
                 SplitMix64::derived(config.train.seed, &[stream::MLP_INIT]).next_u64(),
@@ -140,20 +158,20 @@ impl<B: AutodiffBackend> Trainer<B> {
             };
             encoder.pooler = hf_linear(h, h, &init, device);
         }
-        let mixture = mix(
-            &config.data.domain,
-            &config.data.general,
-            config.ratio(),
-            config.data.max_sentences,
-            config.train.seed,
-        )?;
-        let sentences = loaded.tokenizer.encode(&mixture.sentences)?;
+        let (data, frozen) = match config.stage {
+            Stage::Simcse => (examples::sentences(&config, &loaded.tokenizer)?, None),
+            Stage::Gcse => {
+                let frozen = FrozenModel::<B::InnerBackend>::load(&config, device)?;
+                let data = examples::triplets(&config, &loaded.tokenizer, &frozen, device)?;
+                (data, Some(frozen))
+            }
+        };
         let batch = config.train.batch_size;
-        let steps_per_epoch = sentences.len() / batch;
+        let steps_per_epoch = data.examples.len() / batch;
         if steps_per_epoch == 0 {
             return Err(Error::Usage(format!(
-                "{} training sentences make no batch of {batch} (train.batch_size)",
-                sentences.len()
+                "{} training examples make no batch of {batch} (train.batch_size)",
+                data.examples.len()
             )));
         }
         let all_steps = steps_per_epoch * config.train.epochs;
@@ -167,22 +185,31 @@ impl<B: AutodiffBackend> Trainer<B> {
             std::io::Write::write_all(w, config.to_toml().as_bytes())
         })?;
         recover_dir(&run_dir.join(files::BEST))?;
+        let filter_report = match data.filtered {
+            Some((triplets, report)) => {
+                crate::triplets::triplet::write_triplets(
+                    &run_dir.join(files::TRIPLETS),
+                    &triplets,
+                )?;
+                report.save(&run_dir.join(files::FILTER_REPORT))?;
+                Some(report)
+            }
+            None => None,
+        };
         let resume_from = if resume {
             Checkpoints::new(&run_dir).complete()?.last().copied()
         } else {
             None
         };
         Ok(Self {
-            model: SimcseModel {
-                encoder,
-                pooling: config.model.pooling,
-                temperature: config.train.temperature,
-            },
+            model: ContrastiveModel::new(encoder, &config),
             pad_id: loaded.config.pad_token_id as u32,
             tokenizer: loaded.tokenizer,
             model_dir,
-            sentences,
-            mixture,
+            examples: data.examples,
+            frozen,
+            data_summary: data.summary,
+            filter_report,
             resume_from,
             total_steps,
             steps_per_epoch,
@@ -220,7 +247,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
-    fn run_with<O: Optimizer<SimcseModel<B>, B>>(
+    fn run_with<O: Optimizer<ContrastiveModel<B>, B>>(
         self,
         optim: O,
         renderer: &mut dyn MetricsRendererTraining,
@@ -240,9 +267,12 @@ impl<B: AutodiffBackend> Trainer<B> {
                 },
             ),
         };
-        let mut schedule =
-            LinearWarmupDecay::new(config.train.lr, config.train.warmup_steps, self.total_steps)
-                .load_record::<B>(state.step);
+        let mut schedule = LinearWarmupDecay::new(
+            config.train.lr,
+            config.train.warmup_steps,
+            config.train.schedule_steps.unwrap_or(self.total_steps),
+        )
+        .load_record::<B>(state.step);
         let mut log = MetricsLog::open(&run_dir.join(files::METRICS), state.step)?;
         log.write(&serde_json::json!({
             "kind": "start", "step": state.step, "total_steps": self.total_steps, "backend": self.backend,
@@ -266,16 +296,16 @@ impl<B: AutodiffBackend> Trainer<B> {
             if order.0 != epoch {
                 order = (
                     epoch,
-                    epoch_order(self.sentences.len(), config.train.seed, epoch),
+                    epoch_order(self.examples.len(), config.train.seed, epoch),
                 );
             }
             let at = (step % self.steps_per_epoch) * batch_size;
-            let rows: Vec<&Encoded> = order.1[at..at + batch_size]
-                .iter()
-                .chain(&order.1[at..at + batch_size])
-                .map(|&i| &self.sentences[i])
-                .collect();
-            let batch = TokenBatch::new(&rows, self.pad_id, &self.device);
+            let batch = self.examples.batch::<B>(
+                &order.1[at..at + batch_size],
+                self.pad_id,
+                self.frozen.as_ref(),
+                &self.device,
+            );
             B::seed(
                 &self.device,
                 SplitMix64::derived(config.train.seed, &[stream::DROPOUT, step as u64]).next_u64(),
@@ -286,7 +316,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 .then(|| clip_global_norm::<B, _>(&model, &mut grads, config.train.max_grad_norm));
             let lr = schedule.step();
             model = model.optimize(&mut optim, lr, grads);
-            let loss = output.item.sync();
+            let StepItem { loss, decay } = output.item.sync();
             if !loss.is_finite() {
                 return Err(Error::Usage(format!(
                     "the loss became {loss} at step {} (learning rate {lr:e}); the last checkpoint is step {saved_at}",
@@ -294,7 +324,10 @@ impl<B: AutodiffBackend> Trainer<B> {
                 )));
             }
             state.step += 1;
-            let per_second = rate.add(batch_size, started.elapsed().as_secs_f64());
+            let per_second = rate.add(
+                batch_size * self.examples.sentences_per_example(),
+                started.elapsed().as_secs_f64(),
+            );
             log.write(&serde_json::json!({
                 "kind": "step", "step": state.step, "epoch": epoch, "loss": loss, "lr": lr,
                 "grad_norm": grad_norm, "sentences_per_second": per_second,
@@ -306,6 +339,15 @@ impl<B: AutodiffBackend> Trainer<B> {
                 per_second,
                 format!("{per_second:.1}"),
             ));
+            if let Some((gap, weight)) = decay {
+                let stats = DecayStats::of(&gap, &weight);
+                log.write(&serde_json::json!({
+                    "kind": "decay", "step": state.step, "mean_weight": stats.mean_weight,
+                    "fraction_decayed": stats.fraction_decayed, "mean_gap": stats.mean_gap,
+                    "weights": stats.histogram,
+                }))?;
+                stats.report(renderer);
+            }
             renderer.render_train(self.progress(state.step), Vec::new());
 
             let last = state.step == self.total_steps;
@@ -336,7 +378,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// and reports the scores.
     fn evaluate_and_select(
         &self,
-        model: &SimcseModel<B>,
+        model: &ContrastiveModel<B>,
         state: &mut TrainState,
         log: &mut MetricsLog,
         renderer: &mut dyn MetricsRendererTraining,
@@ -461,6 +503,53 @@ pub fn final_test<B: burn::tensor::backend::Backend>(
         Ok(())
     })?;
     Ok(report)
+}
+
+/// What the decay did to one batch's own hard negatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecayStats {
+    /// Mean weight left on the own hard negatives' logits (1: undecayed).
+    pub mean_weight: f64,
+    /// Fraction of own hard negatives with weight at most 0.5.
+    pub fraction_decayed: f64,
+    /// Mean student-minus-frozen logit `s - s'`.
+    pub mean_gap: f64,
+    /// Weights in 10 bins over [0, 1].
+    pub histogram: Vec<u64>,
+}
+
+impl DecayStats {
+    /// Statistics of per-triplet `s - s'` and weights.
+    pub fn of(gap: &[f64], weight: &[f64]) -> Self {
+        let n = weight.len().max(1) as f64;
+        let mut histogram = vec![0u64; 10];
+        for &w in weight {
+            histogram[((w * 10.0).floor().max(0.0) as usize).min(9)] += 1;
+        }
+        Self {
+            mean_weight: weight.iter().sum::<f64>() / n,
+            fraction_decayed: weight.iter().filter(|&&w| w <= 0.5).count() as f64 / n,
+            mean_gap: gap.iter().sum::<f64>() / gap.len().max(1) as f64,
+            histogram,
+        }
+    }
+
+    /// Sends the statistics to the dashboard or log.
+    pub fn report(&self, renderer: &mut dyn MetricsRendererTraining) {
+        for (stat, v) in
+            metric::DECAY_STATS
+                .iter()
+                .zip([self.mean_weight, self.fraction_decayed, self.mean_gap])
+        {
+            renderer.update_train(numeric(&metric::decay(stat), v, format!("{v:.3}")));
+        }
+        let counts = serde_json::to_string(&self.histogram).expect("numbers serialise");
+        renderer.update_train(MetricState::Generic(entry(
+            metric::DECAY_HISTOGRAM,
+            counts.clone(),
+            counts,
+        )));
+    }
 }
 
 /// Sentences per second over the last few steps.

@@ -1,0 +1,112 @@
+//! GCSE's stage-2 loss (paper Eq. 12-13, method.md "Stage 2"): cross-entropy
+//! over `[cos(z1_i, z2_j) | cos(z1_i, z3_j)] / tau` with target `i`, where the
+//! logit of each anchor's own hard negative is Gaussian-decayed toward 0 while
+//! the student scores that pair as the frozen evaluation model does (a likely
+//! false negative), and recovers as the two diverge.
+//!
+//! With `s_i = cos(z1_i, z3_i) / tau` (student) and `s'_i` the frozen model's
+//! logit for the same pair, the own hard negative's logit becomes
+//! `s_i + w_i`, `w_i = -s_i * exp(-(s_i - s'_i)^2 / (2 a^2))`, `a` in logit
+//! units. The decay modes differ in where `w_i` applies and how it is
+//! differentiated:
+//! - `official` (the authors' code, since May 2025): `w_i` is computed from
+//!   detached values and applied only where `s_i <= s'_i`.
+//! - `paper` (Eq. 12-13 as written): the logit is `G(s_i, s'_i) =
+//!   s_i (1 - exp(-(s_i - s'_i)^2 tau^2 / (2 sigma^2)))` on both sides of
+//!   `s_i = s'_i`, differentiated through both factors. The paper's sigma is
+//!   in cosine units: `a = sigma / tau` (0.01 / 0.05 = 0.2). Eq. 12 writes `G`
+//!   into the softmax denominator without `exp`; we read it, as the authors'
+//!   code does, as the decayed logit.
+//! - `none`: plain SimCSE with hard negatives.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::infonce::{diagonal_cross_entropy, unit_rows};
+
+/// How the own hard negative is decayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecayMode {
+    /// The authors' code: detached additive term, only where `s <= s'`.
+    #[default]
+    Official,
+    /// The paper's Eq. 13: decayed on both sides, gradient through the decay.
+    Paper,
+    /// No decay: InfoNCE with hard negatives.
+    None,
+}
+
+impl DecayMode {
+    /// The Gaussian width `a` in logit units when the configuration gives
+    /// none: the authors' 0.17 for `official`, the paper's sigma = 0.01
+    /// (cosine units) divided by `temperature` for `paper`.
+    pub fn default_width(self, temperature: f64) -> f64 {
+        match self {
+            DecayMode::Official | DecayMode::None => 0.17,
+            DecayMode::Paper => 0.01 / temperature,
+        }
+    }
+}
+
+/// The decay applied by [`gcse_loss`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decay {
+    /// Which formula.
+    pub mode: DecayMode,
+    /// Gaussian width `a`, in logit units (cosine / tau).
+    pub width: f64,
+}
+
+/// The loss of a batch of triplets and what the decay did.
+pub struct GcseLoss<B: Backend> {
+    /// Mean cross-entropy, `[1]`.
+    pub loss: Tensor<B, 1>,
+    /// `s_i - s'_i`, student minus frozen logit of each own hard negative,
+    /// `[n]`, detached.
+    pub gap: Tensor<B, 1>,
+    /// The factor left on each own hard negative's logit, `[n]`, detached:
+    /// `1 - exp(-(s - s')^2 / (2 a^2))` where decayed, 1 where not.
+    pub weight: Tensor<B, 1>,
+}
+
+/// GCSE loss of anchors `z1`, positives `z2` and hard negatives `z3` (each
+/// `[n, d]`, row `i` of all three from triplet `i`) given the frozen model's
+/// logits `frozen` (`[n]`, `cos'(x_i, x_i^-) / tau`, no gradient).
+pub fn gcse_loss<B: Backend>(
+    z1: Tensor<B, 2>,
+    z2: Tensor<B, 2>,
+    z3: Tensor<B, 2>,
+    frozen: Tensor<B, 1>,
+    temperature: f64,
+    decay: Decay,
+) -> GcseLoss<B> {
+    let [n, _] = z1.dims();
+    let device = z1.device();
+    let (u1, u2, u3) = (unit_rows(z1), unit_rows(z2), unit_rows(z3));
+    let positives = u1.clone().matmul(u2.transpose()) / temperature;
+    let negatives = u1.clone().matmul(u3.clone().transpose()) / temperature;
+    // [n]: the own hard negative's logit, the diagonal of `negatives`.
+    let own = (u1 * u3).sum_dim(1).reshape([n]) / temperature;
+    let gap = own.clone() - frozen.detach();
+    let gauss = (gap.clone().powi_scalar(2) / (-2.0 * decay.width * decay.width)).exp();
+    let (shift, decayed) = match decay.mode {
+        DecayMode::None => (None, Tensor::zeros([n], &device)),
+        DecayMode::Official => {
+            let applies = gap.clone().detach().lower_equal_elem(0.0).float();
+            let decayed = gauss.detach() * applies;
+            (Some(-(own.detach() * decayed.clone())), decayed)
+        }
+        DecayMode::Paper => (Some(-(own * gauss.clone())), gauss.detach()),
+    };
+    let negatives = match shift {
+        Some(w) => negatives + Tensor::<B, 2>::eye(n, &device) * w.reshape([n, 1]),
+        None => negatives,
+    };
+    GcseLoss {
+        loss: diagonal_cross_entropy(Tensor::cat(vec![positives, negatives], 1)),
+        gap: gap.detach(),
+        weight: decayed.neg() + 1.0,
+    }
+}
