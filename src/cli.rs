@@ -41,6 +41,9 @@ pub enum Command {
     /// Redraw a run's loss.png, sts_dev.png, dashboard.png (and decay.png in stage 2) from its
     /// metrics.jsonl (also while it trains, or after it was stopped).
     Plot(PlotArgs),
+    /// Time the training step or the embedding pass on synthetic batches of
+    /// fixed shape (see scripts/bench_torch.py for the PyTorch side).
+    Bench(BenchArgs),
 }
 
 /// Which model, how to run it, and on what.
@@ -239,4 +242,47 @@ pub struct ExportArgs {
 pub struct PlotArgs {
     /// A run directory (holding config.toml and metrics.jsonl).
     pub run: PathBuf,
+}
+
+/// What `gcse bench` times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchWorkload {
+    /// One unsupervised SimCSE step: forward twice with dropout, InfoNCE,
+    /// backward, AdamW.
+    Train,
+    /// One forward pass without autodiff, vectors read back.
+    Embed,
+}
+
+/// `gcse bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The workload.
+    #[arg(value_enum)]
+    pub workload: BenchWorkload,
+    /// A randomly initialised architecture (`bert-base`, `minilm-l6`) or a
+    /// model directory / hub id.
+    #[arg(long, default_value = "bert-base")]
+    pub model: String,
+    /// Sentences per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Tokens per sentence (every sentence this long, no padding).
+    #[arg(long, default_value_t = 32)]
+    pub seq_len: usize,
+    /// Timed steps.
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps before them.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// The device's peak FLOP rate in TFLOP/s, for model FLOPs utilisation.
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Compute backend.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
 }

@@ -6,6 +6,7 @@
 
 pub mod atomic;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,5 +1,6 @@
 //! What each subcommand does, once the backend is chosen.
 
+pub mod bench;
 pub mod embed;
 pub mod eval;
 pub mod export;
@@ -63,6 +64,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 args.run.display()
             );
             Ok(())
+        }
+        Command::Bench(args) => {
+            let resolved = announce(args.backend)?;
+            let task = bench::BenchTask {
+                args,
+                backend: resolved.to_string(),
+            };
+            backend::run(&resolved, task)
         }
         Command::Export(args) => {
             let resolved = announce(args.backend)?;

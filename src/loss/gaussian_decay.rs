@@ -84,6 +84,8 @@ pub fn gcse_loss<B: Backend>(
 ) -> GcseLoss<B> {
     let [n, _] = z1.dims();
     let device = z1.device();
+    // Tensors made here take the inputs' float type, not the device's
+    // default (which Burn fixes per device and process, whatever the backend).
     let (u1, u2, u3) = (unit_rows(z1), unit_rows(z2), unit_rows(z3));
     let positives = u1.clone().matmul(u2.transpose()) / temperature;
     let negatives = u1.clone().matmul(u3.clone().transpose()) / temperature;
@@ -92,16 +94,17 @@ pub fn gcse_loss<B: Backend>(
     let gap = own.clone() - frozen.detach();
     let gauss = (gap.clone().powi_scalar(2) / (-2.0 * decay.width * decay.width)).exp();
     let (shift, decayed) = match decay.mode {
-        DecayMode::None => (None, Tensor::zeros([n], &device)),
+        DecayMode::None => (None, own.zeros_like()),
         DecayMode::Official => {
-            let applies = gap.clone().detach().lower_equal_elem(0.0).float();
-            let decayed = gauss.detach() * applies;
+            let decayed = gauss
+                .detach()
+                .mask_fill(gap.clone().detach().greater_elem(0.0), 0.0);
             (Some(-(own.detach() * decayed.clone())), decayed)
         }
         DecayMode::Paper => (Some(-(own * gauss.clone())), gauss.detach()),
     };
     let negatives = match shift {
-        Some(w) => negatives + Tensor::<B, 2>::eye(n, &device) * w.reshape([n, 1]),
+        Some(w) => negatives + Tensor::<B, 2>::eye(n, &device).cast(w.dtype()) * w.reshape([n, 1]),
         None => negatives,
     };
     GcseLoss {

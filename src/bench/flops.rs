@@ -1,0 +1,67 @@
+//! Model FLOPs of the benchmarked workloads, counted as matrix products
+//! (2 FLOPs per multiply-add), the convention of MFU figures: every dense
+//! layer, the attention scores and their weighted sum; not softmax, norms,
+//! activations or the embedding lookup. A training step counts 3x its
+//! forward pass (forward, gradients of activations, gradients of weights).
+
+use crate::model::config::BertConfig;
+
+/// Forward FLOPs of `rows` sequences of `seq` tokens through the encoder
+/// and the `cls` pooler's dense layer.
+pub fn forward(config: &BertConfig, rows: usize, seq: usize) -> f64 {
+    let (d, f, l) = (
+        config.hidden_size as f64,
+        config.intermediate_size as f64,
+        config.num_hidden_layers as f64,
+    );
+    let s = seq as f64;
+    // Q, K, V and output projections; the two feed-forward layers; Q K^T
+    // and the attention-weighted sum of V.
+    let per_layer = 2.0 * s * (4.0 * d * d + 2.0 * d * f) + 2.0 * 2.0 * s * s * d;
+    let pooler = 2.0 * d * d;
+    rows as f64 * (l * per_layer + pooler)
+}
+
+/// FLOPs of one SimCSE training step on `batch` sentences (`2 * batch`
+/// rows) of `seq` tokens; the contrastive loss's `batch x batch` product is
+/// included.
+pub fn train_step(config: &BertConfig, batch: usize, seq: usize) -> f64 {
+    let similarity = 2.0 * (batch * batch * config.hidden_size) as f64;
+    3.0 * (forward(config, 2 * batch, seq) + similarity)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::NdArray;
+    use burn::module::Module;
+
+    use super::*;
+    use crate::bench::preset;
+    use crate::model::encoder::SentenceEncoderConfig;
+
+    #[test]
+    fn dense_flops_are_twice_the_layer_parameters_per_token() {
+        let config = preset("minilm-l6").unwrap();
+        let encoder =
+            SentenceEncoderConfig::new(config.clone()).init::<NdArray>(&Default::default());
+        let (d, s) = (config.hidden_size, 32);
+        let embeddings =
+            (config.vocab_size + config.max_position_embeddings + config.type_vocab_size + 2) * d;
+        let pooler = d * d + d;
+        let layers = (encoder.num_params() - embeddings - pooler) as f64;
+        let attention = 4.0 * (config.num_hidden_layers * s * s * d) as f64;
+        let expected = s as f64 * 2.0 * layers + attention + 2.0 * (d * d) as f64;
+        let counted = forward(&config, 1, s);
+        // Layer parameters also hold biases and norms, which are not products.
+        assert!(
+            counted < expected && (expected - counted) / expected < 2e-3,
+            "{counted} vs {expected}"
+        );
+        let step = train_step(&config, 64, s);
+        let rows = forward(&config, 128, s);
+        assert!(
+            step > 3.0 * rows && step < 3.0 * rows * 1.001,
+            "{step} vs {rows}"
+        );
+    }
+}
