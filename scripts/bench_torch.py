@@ -56,10 +56,13 @@ def build(model, attn):
 
 
 def forward_flops(config, rows, seq):
-    """Matrix-product FLOPs of a forward pass, as gcse's bench::flops counts."""
+    """Matrix-product FLOPs a cls-pooled forward pass needs, as gcse's
+    bench::flops counts them: the last layer only at position 0 beyond its
+    keys and values (transformers computes it at every position anyway)."""
     d, f, layers = config.hidden_size, config.intermediate_size, config.num_hidden_layers
     per_layer = 2 * seq * (4 * d * d + 2 * d * f) + 2 * 2 * seq * seq * d
-    return rows * (layers * per_layer + 2 * d * d)
+    last = 2 * seq * 2 * d * d + 2 * (2 * d * d + 2 * d * f) + 2 * 2 * seq * d
+    return rows * ((layers - 1) * per_layer + last + 2 * d * d)
 
 
 def summary(times):

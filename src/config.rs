@@ -646,7 +646,7 @@ path = "c.jsonl"
             ("[model]\npooling = \"max\"\n", "max"),
         ] {
             let text = if extra.starts_with("[model]") {
-                MINIMAL.replace("[model]\n", &format!("{extra}"))
+                MINIMAL.replace("[model]\n", extra)
             } else if extra.starts_with("[data]") {
                 MINIMAL.replace("[[data.general]]", &format!("{extra}[[data.general]]"))
             } else {

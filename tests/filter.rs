@@ -18,7 +18,7 @@ fn group(i: usize, pos: &[f64], neg: &[f64]) -> (CandidateGroup, GroupScores) {
         CandidateGroup {
             id: format!("g{i}"),
             source: format!("source {i}"),
-            origin: if i % 2 == 0 {
+            origin: if i.is_multiple_of(2) {
                 Origin::Domain
             } else {
                 Origin::General
@@ -162,7 +162,7 @@ fn write(name: &str, bytes: &[u8]) -> PathBuf {
     p
 }
 
-fn candidate_spec(path: &PathBuf, skip: bool) -> CandidateSpec {
+fn candidate_spec(path: &std::path::Path, skip: bool) -> CandidateSpec {
     CandidateSpec {
         path: path.to_str().unwrap().into(),
         format: Default::default(),
@@ -281,7 +281,7 @@ fn snli_premises_become_sources_with_entailments_and_contradictions() {
         dir.to_str().unwrap()
     ))
     .unwrap();
-    let set = read_all(&[spec.clone()]).unwrap();
+    let set = read_all(std::slice::from_ref(&spec)).unwrap();
     assert_eq!(set.groups.len(), 2);
     assert_eq!(set.groups[0].source, "P one .");
     assert_eq!(set.groups[0].positives[0].text, "H2");

@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 use common::{tiny_encoder, Cpu};
 use gcse::data::batcher::TokenBatch;
 use gcse::data::tokenizer::Encoded;
+use gcse::model::bert::LastLayer;
 use gcse::model::config::Architecture;
 use gcse::model::pooling::Pooling;
 
@@ -38,7 +39,7 @@ fn each_pooler_computes_what_simcse_means_by_its_name() {
         let short = sentence(&[2, 5, 6, 3]);
         let long = sentence(&[2, 7, 8, 9, 10, 11, 3]);
         let batch = TokenBatch::<Cpu>::new(&[&short, &long], pad, &Default::default());
-        let states = encoder.backbone.forward(&batch);
+        let states = encoder.backbone.forward(&batch, LastLayer::AllTokens);
         assert_eq!(states.len(), 3, "embedding output + 2 layers");
         let state = |layer: usize, row: usize, pos: usize| {
             values(

@@ -1,13 +1,18 @@
 //! Model FLOPs of the benchmarked workloads, counted as matrix products
 //! (2 FLOPs per multiply-add), the convention of MFU figures: every dense
 //! layer, the attention scores and their weighted sum; not softmax, norms,
-//! activations or the embedding lookup. A training step counts 3x its
-//! forward pass (forward, gradients of activations, gradients of weights).
+//! activations or the embedding lookup. Both workloads pool `cls`, which
+//! reads the last layer at position 0 only, so the count is what that needs
+//! ([`crate::model::bert::LastLayer::FirstToken`]): the last layer's keys
+//! and values at every position, the rest of it at position 0 (PyTorch
+//! computes the whole last layer; its rate is reported on this same
+//! count). A training step counts 3x its forward pass (forward, gradients
+//! of activations, gradients of weights).
 
 use crate::model::config::BertConfig;
 
-/// Forward FLOPs of `rows` sequences of `seq` tokens through the encoder
-/// and the `cls` pooler's dense layer.
+/// Forward FLOPs of `rows` sequences of `seq` tokens through the encoder,
+/// the last layer at position 0, and the `cls` pooler's dense layer.
 pub fn forward(config: &BertConfig, rows: usize, seq: usize) -> f64 {
     let (d, f, l) = (
         config.hidden_size as f64,
@@ -18,8 +23,10 @@ pub fn forward(config: &BertConfig, rows: usize, seq: usize) -> f64 {
     // Q, K, V and output projections; the two feed-forward layers; Q K^T
     // and the attention-weighted sum of V.
     let per_layer = 2.0 * s * (4.0 * d * d + 2.0 * d * f) + 2.0 * 2.0 * s * s * d;
+    // K and V at every position, the rest for one query.
+    let last = 2.0 * s * 2.0 * d * d + 2.0 * (2.0 * d * d + 2.0 * d * f) + 2.0 * 2.0 * s * d;
     let pooler = 2.0 * d * d;
-    rows as f64 * (l * per_layer + pooler)
+    rows as f64 * ((l - 1.0) * per_layer + last + pooler)
 }
 
 /// FLOPs of one SimCSE training step on `batch` sentences (`2 * batch`
@@ -40,7 +47,7 @@ mod tests {
     use crate::model::encoder::SentenceEncoderConfig;
 
     #[test]
-    fn dense_flops_are_twice_the_layer_weights_per_token() {
+    fn dense_flops_are_twice_the_weights_per_computed_row() {
         let config = preset("minilm-l6").unwrap();
         let encoder =
             SentenceEncoderConfig::new(config.clone()).init::<NdArray>(&Default::default());
@@ -51,8 +58,12 @@ mod tests {
         // Biases (Q, K, V, output, two feed-forward) and two layer norms.
         let not_products = config.num_hidden_layers * (9 * d + config.intermediate_size);
         let weights = (encoder.num_params() - embeddings - pooler - not_products) as f64;
-        let attention = 4.0 * (config.num_hidden_layers * s * s * d) as f64;
-        let expected = s as f64 * 2.0 * weights + attention + 2.0 * (d * d) as f64;
+        let layers = config.num_hidden_layers as f64;
+        let (per_layer, key_value) = (weights / layers, 2.0 * (d * d) as f64);
+        let last = s as f64 * 2.0 * key_value + 2.0 * (per_layer - key_value);
+        let attention = 4.0 * ((config.num_hidden_layers - 1) * s * s * d + s * d) as f64;
+        let expected =
+            s as f64 * 2.0 * per_layer * (layers - 1.0) + last + attention + 2.0 * (d * d) as f64;
         let counted = forward(&config, 1, s);
         assert!(
             (expected - counted).abs() / expected < 1e-12,

@@ -154,7 +154,7 @@ impl<W: Write + Send + Sync> MetricsRendererTraining for LogRenderer<W> {
         if s.step == 0 || s.step == self.logged {
             return;
         }
-        if s.step % self.every == 0 || s.step == s.total_steps {
+        if s.step.is_multiple_of(self.every) || s.step == s.total_steps {
             self.logged = s.step;
             let loss = s.loss.last().map_or(f64::NAN, |p| p.1);
             let lr = s.lr.last().map_or(f64::NAN, |p| p.1);

@@ -310,7 +310,7 @@ pub(crate) mod tests {
         assert_eq!(s.view, View::Overview);
         assert!(!s.press(KeyCode::Char('c'), KeyModifiers::NONE));
         assert!(!s.press(KeyCode::Char('x'), KeyModifiers::NONE));
-        assert!(s.status != "" && !s.status.contains("stopping"));
+        assert!(!s.status.is_empty() && !s.status.contains("stopping"));
         assert!(s.press(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert!(s.press(KeyCode::Char('q'), KeyModifiers::NONE));
         assert!(s.status.contains("stopping"));

@@ -4,7 +4,8 @@
 //! Dropout (hidden and attention-probability) is active only on an autodiff
 //! backend, i.e. in training; on a plain backend the forward pass is the
 //! deterministic inference pass and attention goes through Burn's fused
-//! attention op.
+//! attention op, and on the plain CPU backend each layer runs fused
+//! ([`super::cpu_layer`]).
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{
@@ -18,6 +19,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor};
 
 use super::config::{Architecture, BertConfig, HiddenAct};
+use super::cpu_layer::{CpuPass, LayerWeights};
 use crate::data::batcher::TokenBatch;
 
 /// Word, position and token-type embeddings, summed, normalised, dropped out.
@@ -55,6 +57,7 @@ pub struct Layer<B: Backend> {
     ffn_norm: LayerNorm<B>,
     dropout: Dropout,
     activation: HiddenAct,
+    layer_norm_eps: f64,
 }
 
 /// The encoder body: embeddings and `num_hidden_layers` layers.
@@ -110,6 +113,7 @@ impl BertConfig {
                 ffn_norm: norm(),
                 dropout: hidden_dropout(),
                 activation: self.hidden_act,
+                layer_norm_eps: self.layer_norm_eps,
             })
             .collect();
         Bert { embeddings, layers }
@@ -131,17 +135,36 @@ pub(crate) fn hf_linear<B: Backend>(
     linear
 }
 
+/// Which positions the last layer computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastLayer {
+    /// Every position: the last state is `[batch, seq, hidden]`.
+    AllTokens,
+    /// Position 0 only, all `cls` pooling reads: its queries, attention
+    /// output and feed-forward run for one row per sentence (keys and values
+    /// still for every position) and the last state is `[batch, 1, hidden]`.
+    /// The same vectors and gradients for 1/seq of the last layer's cost
+    /// beyond its keys and values.
+    FirstToken,
+}
+
 impl<B: Backend> Bert<B> {
     /// Runs the encoder and returns every hidden state: index 0 is the
     /// embedding output, index `l` the output of layer `l`, each
-    /// `[batch, seq, hidden]`.
-    pub fn forward(&self, batch: &TokenBatch<B>) -> Vec<Tensor<B, 3>> {
+    /// `[batch, seq, hidden]` (the last one `[batch, 1, hidden]` with
+    /// [`LastLayer::FirstToken`]).
+    pub fn forward(&self, batch: &TokenBatch<B>, last: LastLayer) -> Vec<Tensor<B, 3>> {
         let padding = batch.padding_mask();
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         let mut x = self.embeddings.forward(batch);
+        let mut cpu = CpuPass::new(&x, &padding);
         states.push(x.clone());
-        for layer in &self.layers {
-            x = layer.forward(x, padding.clone());
+        for (l, layer) in self.layers.iter().enumerate() {
+            let first_only = last == LastLayer::FirstToken && l + 1 == self.layers.len();
+            let fused = cpu
+                .as_mut()
+                .and_then(|cpu| cpu.layer(&layer.weights(), &x, first_only));
+            x = fused.unwrap_or_else(|| layer.forward(x, padding.clone(), first_only));
             states.push(x.clone());
         }
         states
@@ -182,10 +205,33 @@ impl<B: Backend> Embeddings<B> {
 }
 
 impl<B: Backend> Layer<B> {
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`; `padding` is
-    /// `[batch, seq]`, true at padding.
-    fn forward(&self, x: Tensor<B, 3>, padding: Tensor<B, 2, Bool>) -> Tensor<B, 3> {
-        let a = self.attention.forward(x.clone(), padding);
+    fn weights(&self) -> LayerWeights<'_, B> {
+        LayerWeights {
+            query: &self.attention.query,
+            key: &self.attention.key,
+            value: &self.attention.value,
+            output: &self.attention.output,
+            attention_norm: &self.attention_norm,
+            ffn_in: &self.ffn_in,
+            ffn_out: &self.ffn_out,
+            ffn_norm: &self.ffn_norm,
+            num_heads: self.attention.num_heads,
+            activation: self.activation,
+            layer_norm_eps: self.layer_norm_eps,
+        }
+    }
+
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`, or with
+    /// `first_only` → `[batch, 1, hidden]` (position 0's output); `padding`
+    /// is `[batch, seq]`, true at padding.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Tensor<B, 2, Bool>,
+        first_only: bool,
+    ) -> Tensor<B, 3> {
+        let a = self.attention.forward(x.clone(), padding, first_only);
+        let x = if first_only { x.narrow(1, 0, 1) } else { x };
         let x = self.attention_norm.forward(x + self.dropout.forward(a));
         let f = dense(
             &self.ffn_out,
@@ -214,21 +260,34 @@ fn activate<B: Backend>(act: HiddenAct, x: Tensor<B, 3>) -> Tensor<B, 3> {
 }
 
 impl<B: Backend> SelfAttention<B> {
-    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`; keys where `padding`
-    /// (`[batch, seq]`) is true receive no attention.
-    fn forward(&self, x: Tensor<B, 3>, padding: Tensor<B, 2, Bool>) -> Tensor<B, 3> {
+    /// `[batch, seq, hidden]` → `[batch, seq, hidden]`, or with
+    /// `first_only` → `[batch, 1, hidden]` (only position 0 queries); keys
+    /// where `padding` (`[batch, seq]`) is true receive no attention.
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        padding: Tensor<B, 2, Bool>,
+        first_only: bool,
+    ) -> Tensor<B, 3> {
         let [batch, seq, hidden] = x.dims();
         let heads = |t: Tensor<B, 3>| {
-            t.reshape([batch, seq, self.num_heads, hidden / self.num_heads])
+            let [_, len, _] = t.dims();
+            t.reshape([batch, len, self.num_heads, hidden / self.num_heads])
                 .swap_dims(1, 2)
         };
-        let q = heads(dense(&self.query, x.clone()));
+        let queries = if first_only {
+            x.clone().narrow(1, 0, 1)
+        } else {
+            x.clone()
+        };
+        let q_len = queries.dims()[1];
+        let q = heads(dense(&self.query, queries));
         let k = heads(dense(&self.key, x.clone()));
         let v = heads(dense(&self.value, x));
-        // [batch, heads, seq_q, seq_k], true where the key is padding.
+        // [batch, heads, q_len, seq], true where the key is padding.
         let mask = padding
             .reshape([batch, 1, 1, seq])
-            .expand([batch, self.num_heads, seq, seq]);
+            .expand([batch, self.num_heads, q_len, seq]);
         let context = if self.dropout.prob > 0.0 && B::ad_enabled(&q.device()) {
             let scale = (hidden as f64 / self.num_heads as f64).sqrt().recip();
             let scores = q
@@ -239,7 +298,7 @@ impl<B: Backend> SelfAttention<B> {
         } else {
             attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
         };
-        let context = context.swap_dims(1, 2).reshape([batch, seq, hidden]);
+        let context = context.swap_dims(1, 2).reshape([batch, q_len, hidden]);
         dense(&self.output, context)
     }
 }

@@ -184,7 +184,7 @@ impl BertConfig {
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("field `{name}` must be positive"));
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "field `hidden_size` ({}) is not divisible by `num_attention_heads` ({})",
                 self.hidden_size, self.num_attention_heads

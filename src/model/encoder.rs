@@ -46,7 +46,7 @@ impl SentenceEncoderConfig {
 impl<B: Backend> SentenceEncoder<B> {
     /// Sentence vectors `[batch, hidden]` of a token batch.
     pub fn forward(&self, batch: &TokenBatch<B>, pooling: Pooling) -> Tensor<B, 2> {
-        let states = self.backbone.forward(batch);
+        let states = self.backbone.forward(batch, pooling.last_layer());
         pooling.pool(&states, batch.float_mask(), &self.pooler)
     }
 }

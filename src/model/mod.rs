@@ -2,6 +2,7 @@
 
 pub mod bert;
 pub mod config;
+pub mod cpu_layer;
 pub mod encoder;
 pub mod export;
 pub mod hub;

@@ -7,6 +7,8 @@ use burn::nn::Linear;
 use burn::tensor::activation::tanh;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+
+use super::bert::LastLayer;
 use serde::{Deserialize, Serialize};
 
 /// How token states become one sentence vector.
@@ -48,10 +50,20 @@ impl Pooling {
         }
     }
 
+    /// What of the last layer this pooling reads: `cls` poolings only
+    /// position 0.
+    pub fn last_layer(self) -> LastLayer {
+        match self {
+            Pooling::Cls | Pooling::ClsBeforePooler => LastLayer::FirstToken,
+            Pooling::Avg | Pooling::AvgFirstLast | Pooling::AvgTop2 => LastLayer::AllTokens,
+        }
+    }
+
     /// Pools hidden states into sentence vectors.
     ///
     /// `states`: every hidden state, `[batch, seq, hidden]` each, index 0 the
-    /// embedding output (see [`crate::model::bert::Bert::forward`]);
+    /// embedding output (see [`crate::model::bert::Bert::forward`]), the
+    /// last as [`Self::last_layer`] asks;
     /// `mask`: `[batch, seq]`, 1.0 at real tokens and 0.0 at padding;
     /// `mlp`: the dense layer of the `cls` pooler. Returns `[batch, hidden]`.
     pub fn pool<B: Backend>(

@@ -1,0 +1,222 @@
+//! The fused CPU inference layer (src/model/cpu_layer.rs) against the
+//! generic layer: the same random encoder (every weight, bias and norm
+//! parameter jittered so none is 0 or 1) run on the plain CPU backend, which
+//! takes the fused path, and on the autodiff CPU backend, which takes the
+//! generic one (dropout 0, so both are the deterministic pass); a padded
+//! batch, every activation, both architectures.
+
+mod common;
+
+use burn::backend::Autodiff;
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use common::{tiny_config, Cpu};
+use gcse::data::batcher::TokenBatch;
+use gcse::model::bert::LastLayer;
+use gcse::model::config::{Architecture, HiddenAct};
+use gcse::model::cpu_layer::CpuPass;
+use gcse::model::encoder::SentenceEncoderConfig;
+
+type Train = Autodiff<Cpu>;
+
+/// Adds uniform noise in [-0.3, 0.3] to every parameter (which stays a
+/// leaf that gradients reach).
+struct Jitter;
+
+impl<B: Backend> ModuleMapper<B> for Jitter {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let noise = Tensor::random(t.shape(), Distribution::Uniform(-0.3, 0.3), &t.device());
+            (t + noise).detach().require_grad()
+        })
+    }
+}
+
+/// Four sentences of 9, 5, 1 and 7 tokens, right-padded to 9; with two
+/// segments the second half of each sentence is segment 1.
+fn padded_batch<B: Backend>(
+    vocab: usize,
+    pad: i64,
+    segments: usize,
+    device: &B::Device,
+) -> TokenBatch<B> {
+    let lengths = [9usize, 5, 1, 7];
+    let seq = 9;
+    let mut ids = Vec::new();
+    let mut types = Vec::new();
+    let mut mask = Vec::new();
+    for (row, &len) in lengths.iter().enumerate() {
+        for t in 0..seq {
+            let real = t < len;
+            ids.push(if real {
+                (2 + (row * 7 + t * 3) % (vocab - 2)) as i64
+            } else {
+                pad
+            });
+            types.push(i64::from(real && segments > 1 && t >= len / 2));
+            mask.push(i64::from(real));
+        }
+    }
+    let int = |v: Vec<i64>| {
+        Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), seq]), device)
+    };
+    TokenBatch {
+        input_ids: int(ids),
+        token_type_ids: int(types),
+        attention_mask: int(mask),
+    }
+}
+
+/// The largest `|a[i] - b[i]|`.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
+fn check(architecture: Architecture, activation: HiddenAct) {
+    let device = Default::default();
+    Train::seed(&device, 11);
+    let mut config = tiny_config(architecture);
+    config.hidden_act = activation;
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let generic = SentenceEncoderConfig::new(config.clone())
+        .init::<Train>(&device)
+        .map(&mut Jitter);
+    let fused = generic.valid();
+    let pad = config.pad_token_id as i64;
+    let segments = config.type_vocab_size;
+    let train_batch = padded_batch::<Train>(config.vocab_size, pad, segments, &device);
+    let batch = padded_batch::<Cpu>(config.vocab_size, pad, segments, &device);
+
+    let expected = generic.backbone.forward(&train_batch, LastLayer::AllTokens);
+    let states = fused.backbone.forward(&batch, LastLayer::AllTokens);
+    assert!(
+        CpuPass::new(&states[0], &batch.padding_mask()).is_some(),
+        "the plain CPU backend takes the fused path"
+    );
+    assert!(
+        CpuPass::new(&expected[0], &train_batch.padding_mask()).is_none(),
+        "the autodiff backend takes the generic path"
+    );
+    assert_eq!(states.len(), config.num_hidden_layers + 1);
+    for (l, (ours, theirs)) in states.iter().zip(&expected).enumerate() {
+        let ours = ours.to_data().to_vec::<f32>().unwrap();
+        let theirs = theirs.to_data().to_vec::<f32>().unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        let worst = max_abs_diff(&ours, &theirs);
+        assert!(
+            worst < 2e-5,
+            "{architecture:?} {activation:?}: state {l} differs by up to {worst}"
+        );
+        if l > 0 {
+            assert!(
+                ours.iter().any(|v| v.abs() > 0.5),
+                "state {l} is not trivially small"
+            );
+        }
+    }
+
+    let first = |state: Tensor<Cpu, 3>| state.narrow(1, 0, 1).to_data().to_vec::<f32>().unwrap();
+    let full_last = first(states[states.len() - 1].clone());
+    let fused_first = fused.backbone.forward(&batch, LastLayer::FirstToken);
+    let generic_first = generic
+        .backbone
+        .forward(&train_batch, LastLayer::FirstToken);
+    for (path, last) in [
+        ("fused", fused_first[fused_first.len() - 1].clone()),
+        (
+            "generic",
+            generic_first[generic_first.len() - 1].clone().inner(),
+        ),
+    ] {
+        assert_eq!(last.dims()[1], 1, "{path}: the last state has one position");
+        let last = last.to_data().to_vec::<f32>().unwrap();
+        let worst = max_abs_diff(&last, &full_last);
+        assert!(
+            worst < 2e-5,
+            "{architecture:?} {activation:?} {path}: position 0 differs by {worst}"
+        );
+    }
+}
+
+/// Every parameter's gradient, in visiting order.
+struct Grads<'a> {
+    grads: &'a <Train as AutodiffBackend>::Gradients,
+    out: Vec<Vec<f32>>,
+}
+
+impl ModuleVisitor<Train> for Grads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<Train, D>>) {
+        let grad = param
+            .grad(self.grads)
+            .map(|g| g.to_data().to_vec::<f32>().unwrap());
+        self.out.push(grad.unwrap_or_default());
+    }
+}
+
+#[test]
+fn first_token_last_layer_gives_cls_pooling_the_same_loss_and_gradients() {
+    let device = Default::default();
+    Train::seed(&device, 5);
+    let mut config = tiny_config(Architecture::Bert);
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    let encoder = SentenceEncoderConfig::new(config.clone())
+        .init::<Train>(&device)
+        .map(&mut Jitter);
+    let batch = padded_batch::<Train>(config.vocab_size, config.pad_token_id as i64, 1, &device);
+    let run = |last: LastLayer| {
+        let states = encoder.backbone.forward(&batch, last);
+        let cls = states[states.len() - 1].clone().narrow(1, 0, 1);
+        let loss = (cls.clone() * cls).sum();
+        let value = loss.clone().into_scalar();
+        let grads = loss.backward();
+        let mut visitor = Grads {
+            grads: &grads,
+            out: Vec::new(),
+        };
+        encoder.visit(&mut visitor);
+        (value, visitor.out)
+    };
+    let (full_loss, full) = run(LastLayer::AllTokens);
+    let (first_loss, first) = run(LastLayer::FirstToken);
+    assert!(
+        (full_loss - first_loss).abs() <= 1e-5 * full_loss.abs(),
+        "{full_loss} vs {first_loss}"
+    );
+    assert_eq!(full.len(), first.len());
+    let with_grad = full.iter().filter(|g| g.iter().any(|v| *v != 0.0)).count();
+    assert!(
+        with_grad > 10,
+        "only {with_grad} parameters have a gradient"
+    );
+    for (i, (a, b)) in full.iter().zip(&first).enumerate() {
+        assert_eq!(a.len(), b.len(), "parameter {i}");
+        let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        let worst = max_abs_diff(a, b);
+        assert!(
+            worst <= 1e-3 * scale,
+            "parameter {i}: gradients differ by {worst} (scale {scale})"
+        );
+    }
+}
+
+#[test]
+fn fused_layer_equals_generic_layer_with_gelu() {
+    check(Architecture::Bert, HiddenAct::Gelu);
+}
+
+#[test]
+fn fused_layer_equals_generic_layer_with_gelu_tanh_and_relu() {
+    check(Architecture::Bert, HiddenAct::GeluTanh);
+    check(Architecture::Bert, HiddenAct::Relu);
+}
+
+#[test]
+fn fused_layer_equals_generic_layer_for_roberta() {
+    check(Architecture::Roberta, HiddenAct::Gelu);
+}
