@@ -85,8 +85,9 @@ pub struct CpuPass {
     q: Vec<f32>,
     /// `[tokens, 2 * hidden]`: keys and values side by side.
     kv: Vec<f32>,
-    /// `[query rows, hidden]`: attention's context, then its normalised output.
+    /// `[query rows, hidden]`: attention's context.
     context: Vec<f32>,
+    /// `[query rows, hidden]`: the attention block's normalised output.
     attended: Vec<f32>,
     /// `[query rows, intermediate]`: the feed-forward's activations.
     inner: Vec<f32>,
