@@ -4,8 +4,8 @@
 //! Burn's generic ops allocate a fresh array per element-wise op and lay
 //! attention out head-major through copies. Here one layer is six matrix
 //! products (ndarray's `general_mat_mul`, i.e. OpenBLAS) into buffers reused
-//! from layer to layer, attention read in place from the query/key/value
-//! buffer, and each product's bias folded into the one pass that follows it
+//! from layer to layer, attention read in place from the query and
+//! key/value buffers, and each product's bias folded into the one pass that follows it
 //! (the activation, or residual + layer norm), row blocks spread over the
 //! rayon pool.
 //!
@@ -147,13 +147,15 @@ impl CpuPass {
         };
         let rows = batch * q_len;
 
+        let all = ArrayView2::from_shape((tokens, hidden), x).ok()?;
+        let first = ArrayView2::from_shape((rows, hidden), &queries[..]).ok()?;
         resize(&mut self.q, rows * hidden);
         let mut q = ArrayViewMut2::from_shape((rows, hidden), &mut self.q[..]).ok()?;
-        query.apply(&queries, rows, &mut q)?;
+        query.apply(&first, &mut q, true)?;
         resize(&mut self.kv, tokens * 2 * hidden);
         let mut kv = ArrayViewMut2::from_shape((tokens, 2 * hidden), &mut self.kv[..]).ok()?;
-        key.apply(x, tokens, &mut kv.slice_mut(s![.., ..hidden]))?;
-        value.apply(x, tokens, &mut kv.slice_mut(s![.., hidden..]))?;
+        key.apply(&all, &mut kv.slice_mut(s![.., ..hidden]), true)?;
+        value.apply(&all, &mut kv.slice_mut(s![.., hidden..]), true)?;
         resize(&mut self.context, rows * hidden);
         self.attention(batch, seq, q_len, hidden, w.num_heads)?;
 
@@ -161,21 +163,19 @@ impl CpuPass {
         let context = ArrayView2::from_shape((rows, hidden), &self.context[..]).ok()?;
         let mut attended =
             ArrayViewMut2::from_shape((rows, hidden), &mut self.attended[..]).ok()?;
-        output.apply_view(&context, &mut attended)?;
+        output.apply(&context, &mut attended, false)?;
         attention_norm.apply(&mut self.attended, output.bias()?, &queries)?;
 
         resize(&mut self.inner, rows * inner);
         let attended = ArrayView2::from_shape((rows, hidden), &self.attended[..]).ok()?;
         let mut f = ArrayViewMut2::from_shape((rows, inner), &mut self.inner[..]).ok()?;
-        ffn_in.apply_view(&attended, &mut f)?;
+        ffn_in.apply(&attended, &mut f, false)?;
         activate(w.activation, &mut self.inner, ffn_in.bias()?);
 
         let mut y = vec![0.0f32; rows * hidden];
         let f = ArrayView2::from_shape((rows, inner), &self.inner[..]).ok()?;
-        ffn_out.apply_view(
-            &f,
-            &mut ArrayViewMut2::from_shape((rows, hidden), &mut y[..]).ok()?,
-        )?;
+        let mut out = ArrayViewMut2::from_shape((rows, hidden), &mut y[..]).ok()?;
+        ffn_out.apply(&f, &mut out, false)?;
         ffn_norm.apply(&mut y, ffn_out.bias()?, &self.attended)?;
 
         let y = ndarray::Array::from_shape_vec(IxDyn(&[batch, q_len, hidden]), y).ok()?;
@@ -271,32 +271,30 @@ impl Dense {
         }
     }
 
-    /// `out = x @ weight` (no bias) for `x` `[rows, d_in]`, `out` `[rows, d_out]`.
-    fn apply_view(&self, x: &ArrayView2<'_, f32>, out: &mut ArrayViewMut2<'_, f32>) -> Option<()> {
+    /// `out = x @ weight (+ bias)` for `x` `[rows, d_in]`, `out` `[rows,
+    /// d_out]`; with `bias_first` the bias is written into `out` and the
+    /// product added to it, otherwise the bias is left to the pass after.
+    fn apply(
+        &self,
+        x: &ArrayView2<'_, f32>,
+        out: &mut ArrayViewMut2<'_, f32>,
+        bias_first: bool,
+    ) -> Option<()> {
         let weight = self.weight()?;
         if x.dim().1 != weight.dim().0 || out.dim() != (x.dim().0, weight.dim().1) {
             return None;
         }
-        general_mat_mul(1.0, x, &weight, 0.0, out);
-        Some(())
-    }
-
-    /// `out = x @ weight + bias` for `x` `[rows, d_in]` (row-major): the bias
-    /// is written into `out` first and the product added to it.
-    fn apply(&self, x: &[f32], rows: usize, out: &mut ArrayViewMut2<'_, f32>) -> Option<()> {
-        let weight = self.weight()?;
-        let x = ArrayView2::from_shape((rows, weight.dim().0), x).ok()?;
         let beta = match self.bias()? {
-            Some(bias) => {
+            Some(bias) if bias_first => {
                 let bias = ndarray::ArrayView1::from(bias);
                 out.rows_mut()
                     .into_iter()
                     .for_each(|mut row| row.assign(&bias));
                 1.0
             }
-            None => 0.0,
+            _ => 0.0,
         };
-        general_mat_mul(1.0, &x, &weight, beta, out);
+        general_mat_mul(1.0, x, &weight, beta, out);
         Some(())
     }
 }
