@@ -159,6 +159,28 @@ fn best_wgpu_adapter(allow_software: bool) -> Option<Resolved> {
     None
 }
 
+impl Resolved {
+    /// Bytes of device memory that Burn's allocator holds now on a GPU
+    /// backend (its pools keep what a step needed, so after a step this is
+    /// that step's footprint); `None` on the CPU, where the process's
+    /// resident memory says the same.
+    pub fn device_memory_reserved(&self) -> Option<u64> {
+        use burn::cubecl::Runtime;
+        let usage = match self {
+            Resolved::Cpu => return None,
+            Resolved::Wgpu { device, .. } => {
+                burn::cubecl::wgpu::WgpuRuntime::client(device).memory_usage()
+            }
+            #[cfg(feature = "cuda")]
+            Resolved::Cuda { index } => burn::cubecl::cuda::CudaRuntime::client(
+                &burn::backend::cuda::CudaDevice::new(*index),
+            )
+            .memory_usage(),
+        };
+        usage.ok().map(|u| u.bytes_reserved)
+    }
+}
+
 /// Runs `task` on the resolved device.
 pub fn run<T: BackendTask>(resolved: &Resolved, task: T) -> T::Output {
     match resolved {

@@ -252,6 +252,9 @@ pub enum BenchWorkload {
     Train,
     /// One forward pass without autodiff, vectors read back.
     Embed,
+    /// The largest `train` batch within `--budget-gib`: one step per trial,
+    /// each in its own process, batch sizes doubled then bisected.
+    MaxBatch,
 }
 
 /// `gcse bench`.
@@ -276,6 +279,17 @@ pub struct BenchArgs {
     /// Untimed steps before them.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// `train` with GradCache: encode this many sequences per chunk (the
+    /// batch is `2 * batch-size` sequences).
+    #[arg(long)]
+    pub grad_cache_chunk: Option<usize>,
+    /// `max-batch`: the memory budget in GiB (device memory on a GPU
+    /// backend, the process's peak resident memory on the CPU).
+    #[arg(long)]
+    pub budget_gib: Option<f64>,
+    /// `max-batch`: the largest batch tried.
+    #[arg(long, default_value_t = 4096)]
+    pub max_batch: usize,
     /// The device's peak FLOP rate in TFLOP/s, for model FLOPs utilisation.
     #[arg(long)]
     pub peak_tflops: Option<f64>,

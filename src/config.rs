@@ -222,6 +222,13 @@ pub struct TrainSection {
     /// Write a plain log line every this many steps (no dashboard). Default 10.
     #[serde(default = "default_log_every")]
     pub log_every: usize,
+    /// GradCache: encode the batch this many sequences at a time (stage 1:
+    /// `2 * batch_size` sequences, stage 2: `3 * batch_size`), holding one
+    /// chunk's activations at a time, at the cost of encoding every sequence
+    /// twice. The loss and gradients are those of the plain step. Default:
+    /// off (the whole batch in one pass).
+    #[serde(default)]
+    pub grad_cache_chunk: Option<usize>,
 }
 
 /// `[eval]`.
@@ -413,6 +420,7 @@ impl TrainConfig {
             ("eval.every_steps", self.eval.every_steps),
             ("eval.batch_size", self.eval.batch_size),
             ("model.max_len", self.model.max_len),
+            ("train.grad_cache_chunk", t.grad_cache_chunk.unwrap_or(1)),
             ("checkpoint.keep_last", self.checkpoint.keep_last),
             (
                 "checkpoint.every_steps",
@@ -640,6 +648,7 @@ path = "c.jsonl"
         for (extra, key) in [
             ("[train]\nbatch_size = 1\n", "train.batch_size"),
             ("[train]\nlr = -1.0\n", "train.lr"),
+            ("[train]\ngrad_cache_chunk = 0\n", "train.grad_cache_chunk"),
             ("[data]\nratio = \"1-3\"\n", "data.ratio"),
             ("[eval]\nselect_by = \"sts12\"\n", "eval.select_by"),
             ("[eval]\ntasks = [\"sts99\"]\n", "sts99"),

@@ -8,14 +8,12 @@ use common::{gcse, temp_dir, tiny_config, write_tiny_model};
 use gcse::bench::flops;
 use gcse::model::config::Architecture;
 
-/// Runs `gcse bench` on the CPU, 3 sentences, 1 warm-up step; `--seq-len 5`
-/// and `--steps 4` unless `extra` gives them.
+/// Runs `gcse bench`, 3 sentences, 1 warm-up step; `--seq-len 5`,
+/// `--steps 4` and `--backend cpu` unless `extra` gives them.
 fn bench(workload: &str, model: &str, json: &str, extra: &[&str]) -> (bool, String) {
     let mut args = vec![
         "bench",
         workload,
-        "--backend",
-        "cpu",
         "--model",
         model,
         "--batch-size",
@@ -25,7 +23,7 @@ fn bench(workload: &str, model: &str, json: &str, extra: &[&str]) -> (bool, Stri
         "--json",
         json,
     ];
-    for (key, value) in [("--seq-len", "5"), ("--steps", "4")] {
+    for (key, value) in [("--seq-len", "5"), ("--steps", "4"), ("--backend", "cpu")] {
         if !extra.contains(&key) {
             args.extend([key, value]);
         }
@@ -102,7 +100,109 @@ fn bench_refuses_bad_arguments() {
         let (ok, out) = bench("embed", "minilm-l6", json, extra);
         assert!(!ok && out.contains(expected), "{extra:?}: {out}");
     }
+    let (ok, out) = bench("train", "minilm-l6", json, &["--grad-cache-chunk", "0"]);
+    assert!(
+        !ok && out.contains("--grad-cache-chunk must be at least 1"),
+        "{out}"
+    );
+    let (ok, out) = bench("max-batch", "minilm-l6", json, &["--budget-gib=-1"]);
+    assert!(!ok && out.contains("--budget-gib"), "{out}");
     let (ok, out) = bench("embed", dir.join("none").to_str().unwrap(), json, &[]);
     assert!(!ok && out.contains("bert-base, minilm-l6"), "{out}");
     assert!(!std::path::Path::new(json).exists());
+}
+
+#[test]
+fn bench_train_with_grad_cache_reports_its_chunk() {
+    let dir = temp_dir("bench-grad-cache");
+    write_tiny_model(&dir, Architecture::Bert, 3);
+    let json = dir.join("train.json");
+    let (ok, out) = bench(
+        "train",
+        dir.to_str().unwrap(),
+        json.to_str().unwrap(),
+        &["--grad-cache-chunk", "4", "--steps", "2"],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("GradCache chunks of 4"), "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(r["grad_cache_chunk"].as_u64(), Some(4));
+}
+
+/// Runs `gcse bench max-batch` on the tiny model (batches of 8, 16, 24)
+/// and returns the JSON it saved.
+fn max_batch(dir: &std::path::Path, budget_gib: &str) -> serde_json::Value {
+    let json = dir.join(format!("max-batch-{budget_gib}.json"));
+    let (ok, out) = bench(
+        "max-batch",
+        dir.to_str().unwrap(),
+        json.to_str().unwrap(),
+        &[
+            "--budget-gib",
+            budget_gib,
+            "--max-batch",
+            "24",
+            "--grad-cache-chunk",
+            "16",
+        ],
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("GradCache chunks of 16"), "{out}");
+    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+}
+
+#[test]
+fn max_batch_measures_each_trial_and_respects_the_budget() {
+    let dir = temp_dir("bench-max-batch");
+    write_tiny_model(&dir, Architecture::Bert, 3);
+    let roomy = max_batch(&dir, "64");
+    let outcome = &roomy["outcome"];
+    assert_eq!(outcome["largest"].as_u64(), Some(24), "{roomy}");
+    let trials = outcome["trials"].as_array().unwrap();
+    let batches: Vec<u64> = trials
+        .iter()
+        .map(|t| t["batch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(batches, [8, 16, 24]);
+    let peaks: Vec<u64> = trials
+        .iter()
+        .map(|t| t["peak_bytes"].as_u64().expect("a measured peak"))
+        .collect();
+    assert!(peaks.iter().all(|&p| p > 1 << 20), "{peaks:?}");
+    // Below the smallest trial's own peak, nothing fits.
+    let tight = format!("{}", (peaks[0] / 2) as f64 / (1u64 << 30) as f64);
+    let none = max_batch(&dir, &tight);
+    assert_eq!(
+        none["outcome"]["largest"],
+        serde_json::Value::Null,
+        "{none}"
+    );
+    assert_eq!(none["outcome"]["trials"][0]["fits"], false);
+}
+
+#[test]
+fn bench_on_wgpu_reports_the_device_memory_it_holds() {
+    let test = "bench_on_wgpu_reports_the_device_memory_it_holds";
+    if let Err(e) = gcse::backend::resolve(gcse::backend::BackendKind::Wgpu) {
+        return common::skip(test, &e.to_string());
+    }
+    let dir = temp_dir("bench-wgpu");
+    write_tiny_model(&dir, Architecture::Bert, 3);
+    let json = dir.join("embed.json");
+    let (ok, out) = bench(
+        "embed",
+        dir.to_str().unwrap(),
+        json.to_str().unwrap(),
+        &["--backend", "wgpu", "--steps", "1"],
+    );
+    assert!(ok, "{out}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // At least the model's weights (4 bytes per parameter) are on the device.
+    let config = tiny_config(Architecture::Bert);
+    let embeddings = config.vocab_size * config.hidden_size;
+    let device = r["peak_device_bytes"].as_u64().expect("a device figure");
+    assert!(device >= 4 * embeddings as u64, "{device} bytes");
+    assert!(out.contains("device memory"), "{out}");
 }

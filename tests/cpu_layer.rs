@@ -10,8 +10,8 @@ mod common;
 use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use common::{tiny_config, Cpu};
+use burn::tensor::{Distribution, Tensor};
+use common::{padded_batch, tiny_config, Cpu};
 use gcse::data::batcher::TokenBatch;
 use gcse::model::bert::LastLayer;
 use gcse::model::config::{Architecture, HiddenAct};
@@ -33,39 +33,14 @@ impl<B: Backend> ModuleMapper<B> for Jitter {
     }
 }
 
-/// Four sentences of 9, 5, 1 and 7 tokens, right-padded to 9; with two
-/// segments the second half of each sentence is segment 1.
-fn padded_batch<B: Backend>(
+/// Four sentences of 9, 5, 1 and 7 tokens, right-padded to 9.
+fn padded<B: Backend>(
     vocab: usize,
     pad: i64,
     segments: usize,
     device: &B::Device,
 ) -> TokenBatch<B> {
-    let lengths = [9usize, 5, 1, 7];
-    let seq = 9;
-    let mut ids = Vec::new();
-    let mut types = Vec::new();
-    let mut mask = Vec::new();
-    for (row, &len) in lengths.iter().enumerate() {
-        for t in 0..seq {
-            let real = t < len;
-            ids.push(if real {
-                (2 + (row * 7 + t * 3) % (vocab - 2)) as i64
-            } else {
-                pad
-            });
-            types.push(i64::from(real && segments > 1 && t >= len / 2));
-            mask.push(i64::from(real));
-        }
-    }
-    let int = |v: Vec<i64>| {
-        Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), seq]), device)
-    };
-    TokenBatch {
-        input_ids: int(ids),
-        token_type_ids: int(types),
-        attention_mask: int(mask),
-    }
+    padded_batch(&[9, 5, 1, 7], vocab, pad, segments, device)
 }
 
 /// The largest `|a[i] - b[i]|`.
@@ -89,8 +64,8 @@ fn check(architecture: Architecture, activation: HiddenAct) {
     let fused = generic.valid();
     let pad = config.pad_token_id as i64;
     let segments = config.type_vocab_size;
-    let train_batch = padded_batch::<Train>(config.vocab_size, pad, segments, &device);
-    let batch = padded_batch::<Cpu>(config.vocab_size, pad, segments, &device);
+    let train_batch = padded::<Train>(config.vocab_size, pad, segments, &device);
+    let batch = padded::<Cpu>(config.vocab_size, pad, segments, &device);
 
     let expected = generic.backbone.forward(&train_batch, LastLayer::AllTokens);
     let states = fused.backbone.forward(&batch, LastLayer::AllTokens);
@@ -168,7 +143,7 @@ fn first_token_last_layer_gives_cls_pooling_the_same_loss_and_gradients() {
     let encoder = SentenceEncoderConfig::new(config.clone())
         .init::<Train>(&device)
         .map(&mut Jitter);
-    let batch = padded_batch::<Train>(config.vocab_size, config.pad_token_id as i64, 1, &device);
+    let batch = padded::<Train>(config.vocab_size, config.pad_token_id as i64, 1, &device);
     let run = |last: LastLayer| {
         let states = encoder.backbone.forward(&batch, last);
         let cls = states[states.len() - 1].clone().narrow(1, 0, 1);

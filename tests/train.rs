@@ -233,6 +233,31 @@ fn a_stopped_and_resumed_run_has_the_losses_of_an_uninterrupted_one() {
 }
 
 #[test]
+fn grad_cache_trains_the_runs_of_the_plain_step() {
+    let (dir, config, run, whole) = uninterrupted("grad-cache-run");
+    let plain = std::fs::read_to_string(&config).unwrap();
+    // One chunk of the whole batch (8 sentences, 16 sequences) draws the
+    // plain step's dropout masks: the same run.
+    for (chunk, same) in [(16, true), (5, false)] {
+        let text = plain.replace(
+            "[train]\n",
+            &format!("[train]\ngrad_cache_chunk = {chunk}\n"),
+        );
+        std::fs::write(&config, text).unwrap();
+        train(&config, &["--backend", "cpu"]);
+        let cached = losses(&run);
+        if same {
+            assert_same_losses(&cached, &whole, 1e-5, "GradCache, one chunk");
+        } else {
+            assert_eq!(cached.len(), whole.len());
+            assert!(cached.iter().all(|(_, l)| l.is_finite()), "{cached:?}");
+        }
+        std::fs::remove_dir_all(&run).unwrap();
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn a_run_killed_mid_checkpoint_resumes_from_the_previous_one() {
     let (dir, config, run, whole) = uninterrupted("sigkill");
 

@@ -4,6 +4,7 @@
 //! PyTorch for side-by-side ratios.
 
 pub mod flops;
+pub mod max_batch;
 pub mod report;
 pub mod workload;
 

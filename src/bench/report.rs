@@ -90,8 +90,16 @@ pub struct BenchReport {
     pub mfu: Option<f64>,
     /// Peak resident host memory of the process, bytes.
     pub peak_host_bytes: Option<u64>,
-    /// Peak device memory, bytes, where the backend tells.
+    /// Device memory Burn's allocator held after the last step, bytes, on a
+    /// GPU backend.
     pub peak_device_bytes: Option<u64>,
+    /// `train` with GradCache: sequences per chunk.
+    pub grad_cache_chunk: Option<usize>,
+}
+
+/// Bytes in GiB.
+pub fn gib(bytes: u64) -> f64 {
+    bytes as f64 / (1u64 << 30) as f64
 }
 
 impl BenchReport {
@@ -131,6 +139,7 @@ impl BenchReport {
             mfu: peak_tflops.map(|p| achieved_tflops / p),
             peak_host_bytes: super::peak_host_rss(),
             peak_device_bytes: None,
+            grad_cache_chunk: None,
         })
     }
 
@@ -146,14 +155,16 @@ impl fmt::Display for BenchReport {
         let s = &self.step_seconds;
         writeln!(
             f,
-            "{} {} {}: {}, batch {} x {} tokens, {} precision",
+            "{} {} {}: {}, batch {} x {} tokens, {} precision{}",
             self.tool,
             self.workload,
             self.model,
             self.backend,
             self.batch,
             self.seq_len,
-            self.precision
+            self.precision,
+            self.grad_cache_chunk
+                .map_or(String::new(), |c| format!(", GradCache chunks of {c}"))
         )?;
         writeln!(
             f,
@@ -175,12 +186,11 @@ impl fmt::Display for BenchReport {
         if let Some(mfu) = self.mfu {
             write!(f, " ({:.1}% MFU)", mfu * 100.0)?;
         }
-        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
         if let Some(b) = self.peak_host_bytes {
             write!(f, ", peak host memory {:.2} GiB", gib(b))?;
         }
         if let Some(b) = self.peak_device_bytes {
-            write!(f, ", peak device memory {:.2} GiB", gib(b))?;
+            write!(f, ", device memory {:.2} GiB", gib(b))?;
         }
         Ok(())
     }

@@ -29,6 +29,8 @@ pub struct Shape {
     pub steps: usize,
     /// Seed of the token ids and of dropout.
     pub seed: u64,
+    /// Training with GradCache: sequences per chunk.
+    pub grad_cache: Option<usize>,
 }
 
 /// Temperature of the benchmarked InfoNCE loss (SimCSE's).
@@ -66,33 +68,36 @@ pub fn random_tokens<B: Backend>(
 /// Seconds of each step (warm-up first) of unsupervised SimCSE training:
 /// `batch` sentences encoded twice with dropout, `cls` pooling through the
 /// MLP, InfoNCE at [`TEMPERATURE`], backward, AdamW (weight decay 0,
-/// epsilon 1e-8) at [`LEARNING_RATE`]. Returns the times and the last loss.
+/// epsilon 1e-8) at [`LEARNING_RATE`]; with GradCache when the shape says.
+/// Returns the times and the last loss.
 pub fn train<B: AutodiffBackend>(
     encoder: SentenceEncoder<B>,
     vocab: usize,
     shape: Shape,
     device: &B::Device,
 ) -> (Vec<f64>, f64) {
-    B::seed(device, shape.seed);
     let mut model = ContrastiveModel {
         encoder,
         pooling: Pooling::Cls,
         temperature: TEMPERATURE,
         objective: Objective::Simcse,
+        grad_cache: shape.grad_cache,
     };
     let mut optim = AdamWConfig::new()
         .with_epsilon(1e-8)
         .with_weight_decay(0.0)
         .init();
-    let batch = TrainBatch {
-        tokens: random_tokens(vocab, shape.batch, shape.seq_len, 2, shape.seed, device),
-        frozen: None,
-    };
+    let tokens = random_tokens(vocab, shape.batch, shape.seq_len, 2, shape.seed, device);
     let mut times = Vec::with_capacity(shape.warmup + shape.steps);
     let mut loss = f64::NAN;
-    for _ in 0..shape.warmup + shape.steps {
+    for step in 0..shape.warmup + shape.steps {
+        let batch = TrainBatch {
+            tokens: tokens.clone(),
+            frozen: None,
+            dropout_seed: SplitMix64::derived(shape.seed, &[step as u64]).next_u64(),
+        };
         let start = Instant::now();
-        let output = model.step(batch.clone());
+        let output = model.step(batch);
         model = optim.step(LEARNING_RATE, model, output.grads);
         loss = output.item.sync().loss;
         times.push(start.elapsed().as_secs_f64());

@@ -12,7 +12,7 @@ use std::path::Path;
 use burn::tensor::backend::Backend;
 
 use crate::backend::{self, BackendKind, Resolved};
-use crate::cli::{Cli, Command, ModelArgs};
+use crate::cli::{BenchWorkload, Cli, Command, ModelArgs};
 use crate::config::TrainConfig;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
@@ -65,13 +65,21 @@ pub fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Bench(args) if args.workload == BenchWorkload::MaxBatch => bench::max_batch(&args),
         Command::Bench(args) => {
             let resolved = announce(args.backend)?;
+            let json = args.json.clone();
             let task = bench::BenchTask {
                 args,
                 backend: resolved.to_string(),
             };
-            backend::run(&resolved, task)
+            let mut report = backend::run(&resolved, task)?;
+            report.peak_device_bytes = resolved.device_memory_reserved();
+            println!("{report}");
+            if let Some(path) = &json {
+                report.save(path)?;
+            }
+            Ok(())
         }
         Command::Export(args) => {
             let resolved = announce(args.backend)?;

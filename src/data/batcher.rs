@@ -42,6 +42,20 @@ impl<B: Backend> TokenBatch<B> {
         }
     }
 
+    /// Number of sequences.
+    pub fn rows(&self) -> usize {
+        self.input_ids.dims()[0]
+    }
+
+    /// Sequences `start..start + len`.
+    pub fn rows_range(&self, start: usize, len: usize) -> Self {
+        Self {
+            input_ids: self.input_ids.clone().narrow(0, start, len),
+            token_type_ids: self.token_type_ids.clone().narrow(0, start, len),
+            attention_mask: self.attention_mask.clone().narrow(0, start, len),
+        }
+    }
+
     /// `[batch, seq]`, true at padding (the polarity Burn's attention masks use).
     pub fn padding_mask(&self) -> Tensor<B, 2, Bool> {
         self.attention_mask.clone().equal_elem(0)

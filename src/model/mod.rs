@@ -6,5 +6,6 @@ pub mod cpu_layer;
 pub mod encoder;
 pub mod export;
 pub mod hub;
+pub mod lazy;
 pub mod load;
 pub mod pooling;

@@ -62,12 +62,14 @@ impl Examples {
 
     /// The batch of examples `indices`: two copies of each sentence, or the
     /// anchors, positives and negatives of the triplets with the frozen
-    /// model's scores of each anchor and its negative.
+    /// model's scores of each anchor and its negative; dropout seeded by
+    /// `dropout_seed`.
     pub fn batch<B: AutodiffBackend>(
         &self,
         indices: &[usize],
         pad_id: u32,
         frozen: Option<&FrozenModel<B::InnerBackend>>,
+        dropout_seed: u64,
         device: &B::Device,
     ) -> TrainBatch<B> {
         match self {
@@ -76,6 +78,7 @@ impl Examples {
                 TrainBatch {
                     tokens: TokenBatch::new(&rows, pad_id, device),
                     frozen: None,
+                    dropout_seed,
                 }
             }
             Examples::Triplets(t) => {
@@ -94,6 +97,7 @@ impl Examples {
                     frozen: Some(Tensor::from_inner(
                         frozen.scores(&anchors, &negatives, device),
                     )),
+                    dropout_seed,
                 }
             }
         }

@@ -43,6 +43,7 @@ use crate::model::bert::hf_linear;
 use crate::model::encoder::SentenceEncoder;
 use crate::model::export::{recover_dir, write_model_folder, FolderMeta};
 use crate::model::hub::resolve_model;
+use crate::model::lazy::materialise;
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::rng::SplitMix64;
 
@@ -157,6 +158,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 std: loaded.config.initializer_range,
             };
             encoder.pooler = hf_linear(h, h, &init, device);
+            materialise(&encoder.pooler);
         }
         let (data, frozen) = match config.stage {
             Stage::Simcse => (examples::sentences(&config, &loaded.tokenizer)?, None),
@@ -304,11 +306,8 @@ impl<B: AutodiffBackend> Trainer<B> {
                 &order.1[at..at + batch_size],
                 self.pad_id,
                 self.frozen.as_ref(),
-                &self.device,
-            );
-            B::seed(
-                &self.device,
                 SplitMix64::derived(config.train.seed, &[stream::DROPOUT, step as u64]).next_u64(),
+                &self.device,
             );
             let output = model.step(batch);
             let mut grads = output.grads;

@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use gcse::data::batcher::TokenBatch;
 use gcse::model::config::{Architecture, BertConfig, HiddenAct};
 use gcse::model::encoder::{SentenceEncoder, SentenceEncoderConfig};
 use gcse::model::export::write_hf_weights;
@@ -168,4 +171,38 @@ pub fn gcse(args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// Sentences of `lengths` tokens right-padded with `pad` to the longest;
+/// token ids in `2..vocab` vary with row and position; with two `segments`
+/// the second half of each sentence is segment 1.
+pub fn padded_batch<B: Backend>(
+    lengths: &[usize],
+    vocab: usize,
+    pad: i64,
+    segments: usize,
+    device: &B::Device,
+) -> TokenBatch<B> {
+    let seq = lengths.iter().copied().max().unwrap_or(0);
+    let (mut ids, mut types, mut mask) = (Vec::new(), Vec::new(), Vec::new());
+    for (row, &len) in lengths.iter().enumerate() {
+        for t in 0..seq {
+            let real = t < len;
+            ids.push(if real {
+                (2 + (row * 7 + t * 3) % (vocab - 2)) as i64
+            } else {
+                pad
+            });
+            types.push(i64::from(real && segments > 1 && t >= len / 2));
+            mask.push(i64::from(real));
+        }
+    }
+    let int = |v: Vec<i64>| {
+        Tensor::<B, 2, Int>::from_data(TensorData::new(v, [lengths.len(), seq]), device)
+    };
+    TokenBatch {
+        input_ids: int(ids),
+        token_type_ids: int(types),
+        attention_mask: int(mask),
+    }
 }
