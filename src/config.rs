@@ -225,8 +225,9 @@ pub struct TrainSection {
     /// GradCache: encode the batch this many sequences at a time (stage 1:
     /// `2 * batch_size` sequences, stage 2: `3 * batch_size`), holding one
     /// chunk's activations at a time, at the cost of encoding every sequence
-    /// twice. The loss and gradients are those of the plain step. Default:
-    /// off (the whole batch in one pass).
+    /// twice. The loss and gradients are those of one pass over the same
+    /// chunks (each chunk draws its own dropout masks; with dropout off,
+    /// those of the plain step). Default: off (the whole batch in one pass).
     #[serde(default)]
     pub grad_cache_chunk: Option<usize>,
 }

@@ -34,6 +34,11 @@ fn bench(workload: &str, model: &str, json: &str, extra: &[&str]) -> (bool, Stri
     (ok, format!("{stdout}{stderr}"))
 }
 
+/// A JSON file written by `gcse bench --json`.
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 #[test]
 fn bench_reports_consistent_figures_for_train_and_embed() {
     let dir = temp_dir("bench");
@@ -52,8 +57,7 @@ fn bench_reports_consistent_figures_for_train_and_embed() {
         );
         assert!(ok, "{out}");
         assert!(out.contains("sentences/s") && out.contains("MFU"), "{out}");
-        let r: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let r = read_json(&json);
         assert_eq!(r["workload"], workload);
         assert_eq!(
             (
@@ -125,8 +129,7 @@ fn bench_train_with_grad_cache_reports_its_chunk() {
     );
     assert!(ok, "{out}");
     assert!(out.contains("GradCache chunks of 4"), "{out}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = read_json(&json);
     assert_eq!(r["grad_cache_chunk"].as_u64(), Some(4));
 }
 
@@ -149,7 +152,7 @@ fn max_batch(dir: &std::path::Path, budget_gib: &str) -> serde_json::Value {
     );
     assert!(ok, "{out}");
     assert!(out.contains("GradCache chunks of 16"), "{out}");
-    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    read_json(&json)
 }
 
 #[test]
@@ -197,8 +200,7 @@ fn bench_on_wgpu_reports_the_device_memory_it_holds() {
         &["--backend", "wgpu", "--steps", "1"],
     );
     assert!(ok, "{out}");
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r = read_json(&json);
     // At least the model's weights (4 bytes per parameter) are on the device.
     let config = tiny_config(Architecture::Bert);
     let embeddings = config.vocab_size * config.hidden_size;

@@ -7,9 +7,9 @@ use burn::nn::Linear;
 use burn::tensor::activation::tanh;
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
 
 use super::bert::LastLayer;
-use serde::{Deserialize, Serialize};
 
 /// How token states become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
