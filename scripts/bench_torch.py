@@ -9,8 +9,12 @@ decay), the loss read back. embed: one forward pass in inference mode, the
 [CLS] vectors of the last layer copied to the host. The inputs are made once
 and reused; each step is timed from its start to its result on the host.
 
-Variants: eager (default), bf16 (autocast to bfloat16), compile
-(torch.compile of the model). The JSON written has the same fields as
+Variants: eager (default, strict f32 matrix products), tf32 (f32 with the
+matrix products on TF32 tensor cores, as gcse's CUDA backend may choose),
+bf16 (autocast to bfloat16 over f32 weights: mixed precision), bf16-pure
+(weights, activations, gradients and AdamW state all bfloat16, as
+`gcse bench --precision bf16` computes), compile (torch.compile of the
+model). The JSON written has the same fields as
 `gcse bench --json`; `--compare gcse.json` prints the ratio of the two.
 
 Usage:
@@ -80,7 +84,7 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--variant", choices=["eager", "bf16", "compile"], default="eager")
+    p.add_argument("--variant", choices=["eager", "tf32", "bf16", "bf16-pure", "compile"], default="eager")
     p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                    help="transformers' attention implementation (its default is sdpa)")
     p.add_argument("--peak-tflops", type=float)
@@ -90,7 +94,11 @@ def main():
 
     torch.manual_seed(42)
     device = torch.device(a.device)
+    if a.variant == "tf32":
+        torch.backends.cuda.matmul.allow_tf32 = True
     model = build(a.model, a.attn).to(device)
+    if a.variant == "bf16-pure":
+        model = model.to(torch.bfloat16)
     config = model.config
     n = a.batch_size
     ids = torch.randint(1000, config.vocab_size, (n, a.seq_len), device=device)
@@ -148,7 +156,7 @@ def main():
         "workload": a.workload,
         "model": a.model,
         "backend": backend,
-        "precision": "bf16 autocast" if a.variant == "bf16" else "f32",
+        "precision": {"bf16": "bf16 autocast", "bf16-pure": "bf16", "tf32": "f32 (tf32 matmul)"}.get(a.variant, "f32"),
         "batch": n,
         "seq_len": a.seq_len,
         "warmup": a.warmup,

@@ -8,6 +8,12 @@ use burn::backend::ndarray::NdArrayDevice;
 use burn::backend::wgpu::{graphics::AutoGraphicsApi, graphics::GraphicsApi, WgpuDevice};
 use burn::backend::{Autodiff, NdArray, Wgpu};
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::f16;
+#[cfg(feature = "cuda")]
+use burn::{
+    backend::{cuda::CudaDevice, Cuda},
+    tensor::bf16,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -27,6 +33,32 @@ pub enum BackendKind {
     Cuda,
 }
 
+/// Floating-point type of every float tensor of a run: weights, activations,
+/// gradients and optimizer state alike (Burn 0.21 has no mixed precision, so
+/// a half-precision run keeps no f32 master weights).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// 32-bit floats, on every backend (CUDA's matrix products run on the
+    /// tensor cores in TF32 where the autotuner finds that faster).
+    #[default]
+    F32,
+    /// bfloat16: CUDA only.
+    Bf16,
+    /// IEEE half: CUDA, and WGPU adapters with 16-bit shader floats.
+    F16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
 /// The device a command will run on, resolved from a [`BackendKind`].
 #[derive(Debug, Clone)]
 pub enum Resolved {
@@ -38,6 +70,8 @@ pub enum Resolved {
         device: WgpuDevice,
         /// Adapter name, graphics API and kind, for printing.
         description: String,
+        /// Whether the adapter computes with 16-bit floats in shaders.
+        shader_f16: bool,
     },
     /// A CUDA device by index.
     #[cfg(feature = "cuda")]
@@ -131,7 +165,6 @@ fn best_wgpu_adapter(allow_software: bool) -> Option<Resolved> {
         ..wgpu::InstanceDescriptor::new_without_display_handle()
     });
     let adapters = futures_lite::future::block_on(instance.enumerate_adapters(backend.into()));
-    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(|a| a.get_info()).collect();
     let mut order = vec![
         wgpu::DeviceType::DiscreteGpu,
         wgpu::DeviceType::IntegratedGpu,
@@ -142,17 +175,19 @@ fn best_wgpu_adapter(allow_software: bool) -> Option<Resolved> {
     }
     for kind in order {
         // Burn numbers adapters within one device type, in enumeration order.
-        if let Some(info) = infos.iter().find(|i| i.device_type == kind) {
+        if let Some(adapter) = adapters.iter().find(|a| a.get_info().device_type == kind) {
             let device = match kind {
                 wgpu::DeviceType::DiscreteGpu => WgpuDevice::DiscreteGpu(0),
                 wgpu::DeviceType::IntegratedGpu => WgpuDevice::IntegratedGpu(0),
                 wgpu::DeviceType::VirtualGpu => WgpuDevice::VirtualGpu(0),
                 _ => WgpuDevice::Cpu,
             };
+            let info = adapter.get_info();
             let description = format!("{}, {:?}, {:?}", info.name, info.backend, info.device_type);
             return Some(Resolved::Wgpu {
                 device,
                 description,
+                shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
             });
         }
     }
@@ -172,10 +207,9 @@ impl Resolved {
                 burn::cubecl::wgpu::WgpuRuntime::client(device).memory_usage()
             }
             #[cfg(feature = "cuda")]
-            Resolved::Cuda { index } => burn::cubecl::cuda::CudaRuntime::client(
-                &burn::backend::cuda::CudaDevice::new(*index),
-            )
-            .memory_usage(),
+            Resolved::Cuda { index } => {
+                burn::cubecl::cuda::CudaRuntime::client(&CudaDevice::new(*index)).memory_usage()
+            }
         };
         usage.ok().map(|u| u.bytes_reserved)
     }
@@ -187,8 +221,38 @@ pub fn run<T: BackendTask>(resolved: &Resolved, task: T) -> T::Output {
         Resolved::Cpu => task.run::<Autodiff<NdArray<f32>>>(NdArrayDevice::Cpu),
         Resolved::Wgpu { device, .. } => task.run::<Autodiff<Wgpu>>(device.clone()),
         #[cfg(feature = "cuda")]
-        Resolved::Cuda { index } => {
-            task.run::<Autodiff<burn::backend::Cuda>>(burn::backend::cuda::CudaDevice::new(*index))
+        Resolved::Cuda { index } => task.run::<Autodiff<Cuda>>(CudaDevice::new(*index)),
+    }
+}
+
+/// Runs `task` on the resolved device with floats of `precision`, or says
+/// why this device cannot (the CPU backend computes in f32 only).
+pub fn run_at<T: BackendTask>(
+    resolved: &Resolved,
+    precision: Precision,
+    task: T,
+) -> Result<T::Output> {
+    match (resolved, precision) {
+        (_, Precision::F32) => Ok(run(resolved, task)),
+        (
+            Resolved::Wgpu {
+                device,
+                shader_f16: true,
+                ..
+            },
+            Precision::F16,
+        ) => Ok(task.run::<Autodiff<Wgpu<f16>>>(device.clone())),
+        #[cfg(feature = "cuda")]
+        (Resolved::Cuda { index }, Precision::F16) => {
+            Ok(task.run::<Autodiff<Cuda<f16>>>(CudaDevice::new(*index)))
         }
+        #[cfg(feature = "cuda")]
+        (Resolved::Cuda { index }, Precision::Bf16) => {
+            Ok(task.run::<Autodiff<Cuda<bf16>>>(CudaDevice::new(*index)))
+        }
+        _ => Err(Error::Usage(format!(
+            "{precision} is not available on {resolved}: f32 runs everywhere, f16 on CUDA and on \
+             WGPU adapters with 16-bit shader floats, bf16 on CUDA"
+        ))),
     }
 }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::BackendKind;
+use crate::backend::{BackendKind, Precision};
 use crate::data::corpus::OnBadLine;
 use crate::embed::input::InputFormat;
 use crate::eval::sts::StsTask;
@@ -299,4 +299,9 @@ pub struct BenchArgs {
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
     pub backend: BackendKind,
+    /// Float type of weights, activations, gradients and optimizer state:
+    /// f32 anywhere, f16 on cuda and wgpu (where the adapter has 16-bit
+    /// shader floats), bf16 on cuda.
+    #[arg(long, value_enum, default_value_t = Precision::F32)]
+    pub precision: Precision,
 }

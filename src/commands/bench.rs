@@ -103,6 +103,7 @@ impl BackendTask for BenchTask {
         )
         .expect("at least one timed step of finite length");
         report.grad_cache_chunk = shape.grad_cache;
+        report.precision = args.precision.to_string();
         Ok(report)
     }
 }
@@ -121,10 +122,11 @@ pub fn max_batch(args: &BenchArgs) -> Result<()> {
         .grad_cache_chunk
         .map_or(String::new(), |c| format!(", GradCache chunks of {c}"));
     let what = format!(
-        "{} x {} tokens in {:.2} GiB ({backend}{chunk})",
+        "{} x {} tokens in {:.2} GiB ({backend}, {}{chunk})",
         args.model,
         args.seq_len,
         gib(outcome.budget_bytes),
+        args.precision,
     );
     match outcome.largest {
         Some(b) => println!("largest training batch of {what}: {b}"),
@@ -135,6 +137,7 @@ pub fn max_batch(args: &BenchArgs) -> Result<()> {
             "model": args.model,
             "seq_len": args.seq_len,
             "backend": backend,
+            "precision": args.precision.to_string(),
             "grad_cache_chunk": args.grad_cache_chunk,
             "outcome": outcome,
         }))
@@ -176,6 +179,7 @@ fn search(args: &BenchArgs, backend: &str, work_dir: &Path) -> Result<Outcome> {
         command.arg("--seq-len").arg(args.seq_len.to_string());
         command.arg("--batch-size").arg(batch.to_string());
         command.args(["--backend", backend]);
+        command.arg("--precision").arg(args.precision.to_string());
         if let Some(chunk) = args.grad_cache_chunk {
             command.arg("--grad-cache-chunk").arg(chunk.to_string());
         }

@@ -69,11 +69,12 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => {
             let resolved = announce(args.backend)?;
             let json = args.json.clone();
+            let precision = args.precision;
             let task = bench::BenchTask {
                 args,
                 backend: resolved.to_string(),
             };
-            let mut report = backend::run(&resolved, task)?;
+            let mut report = backend::run_at(&resolved, precision, task)??;
             report.peak_device_bytes = resolved.device_memory_reserved();
             println!("{report}");
             if let Some(path) = &json {
