@@ -20,6 +20,7 @@ pub mod model;
 pub mod plot;
 pub mod progress;
 pub mod rng;
+pub mod synth;
 pub mod train;
 pub mod triplets;
 
