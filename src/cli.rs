@@ -44,6 +44,76 @@ pub enum Command {
     /// Time the training step or the embedding pass on synthetic batches of
     /// fixed shape (see scripts/bench_torch.py for the PyTorch side).
     Bench(BenchArgs),
+    /// Data synthesis with an LLM (paper section 3.1).
+    #[command(subcommand)]
+    Synth(SynthCommand),
+}
+
+/// `gcse synth ...`.
+#[derive(Debug, Subcommand)]
+pub enum SynthCommand {
+    /// Knowledge extraction for every source sentence: knowledge.jsonl.
+    Extract(SynthArgs),
+    /// The entity knowledge graph of the extracted knowledge: graph.json,
+    /// graph.dot.
+    Graph(GraphArgs),
+    /// Positive and negative candidates for every source: candidates.jsonl
+    /// (what `gcse filter` reads).
+    Generate(SynthArgs),
+    /// extract, graph and generate in turn.
+    All(SynthArgs),
+    /// Serve a GGUF model with the embedded engine as an OpenAI-compatible
+    /// server (POST /v1/chat/completions, /v1/completions; GET /v1/models),
+    /// so that several runs share one loaded model (needs the `llama`
+    /// build feature).
+    Serve(ServeArgs),
+}
+
+/// The config of a synthesis run.
+#[derive(Debug, Clone, Args)]
+pub struct SynthArgs {
+    /// A synthesis config (configs/synth-*.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+/// `gcse synth graph`.
+#[derive(Debug, Clone, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub synth: SynthArgs,
+    /// Print node and edge counts by type.
+    #[arg(long)]
+    pub stats: bool,
+    /// Print the replacement candidates T(t) of this entity (T_p first).
+    #[arg(long)]
+    pub entity: Vec<String>,
+}
+
+/// `gcse synth serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The GGUF file.
+    #[arg(long)]
+    pub gguf: PathBuf,
+    /// The model name clients ask for [default: the file name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Context length in tokens (prompt and answer).
+    #[arg(long, default_value_t = 2048)]
+    pub context: u32,
+    /// CPU threads (0: all).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Layers offloaded to a GPU llama.cpp was built for.
+    #[arg(long, default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Requests running or waiting beyond which new ones get 503.
+    #[arg(long, default_value_t = 8)]
+    pub max_queue: usize,
 }
 
 /// Which model, how to run it, and on what.

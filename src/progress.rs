@@ -28,3 +28,17 @@ pub fn bytes(total: Option<u64>, name: &str) -> ProgressBar {
     );
     bar
 }
+
+/// A bar counting LLM requests for `what` (e.g. "extract"), with requests/s
+/// and a message slot for tokens/s.
+pub fn requests(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what} [{{bar:30}}] {{pos}}/{{len}} requests ({{per_sec}}, {{msg}}, {{eta}} left)"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}

@@ -12,6 +12,7 @@ fn sampling() -> Sampling {
         top_p: 0.9,
         max_tokens: 64,
         seed: Some(1),
+        stop: vec!["\n".into()],
     }
 }
 
@@ -72,8 +73,25 @@ fn keys_change_with_every_part_of_the_request() {
                 ..s.clone()
             },
         ),
-        // The same bytes split differently between model and prompt.
+        request_key(
+            "gemma",
+            "Sentence: a",
+            &Sampling {
+                stop: vec!["\n".into(), "\n".into()],
+                ..s.clone()
+            },
+        ),
+        // The same bytes split differently between model and prompt, and
+        // between stop strings.
         request_key("gemm", "aSentence: a", &s),
+        request_key(
+            "gemma",
+            "Sentence: a",
+            &Sampling {
+                stop: vec!["\n\n".into()],
+                ..s.clone()
+            },
+        ),
     ];
     for (i, v) in variants.iter().enumerate() {
         assert_ne!(*v, key, "variant {i}");

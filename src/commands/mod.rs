@@ -5,6 +5,7 @@ pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod filter;
+pub mod synth;
 pub mod train;
 
 use std::path::Path;
@@ -86,6 +87,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let resolved = announce(args.backend)?;
             backend::run(&resolved, export::ExportTask { args })
         }
+        Command::Synth(command) => synth::run(command),
     }
 }
 

@@ -27,22 +27,31 @@ pub struct Sampling {
     pub max_tokens: u32,
     /// Sampling seed, where the backend takes one.
     pub seed: Option<u64>,
+    /// Strings that end the answer where they first appear (not included).
+    #[serde(default)]
+    pub stop: Vec<String>,
 }
 
 /// One request's key: 32 hex digits of FNV-1a (128 bits) over the model
-/// name, the prompt and the sampling parameters, each field delimited.
+/// name, the prompt and the sampling parameters (stop strings included),
+/// each field delimited.
 pub fn request_key(model: &str, prompt: &str, sampling: &Sampling) -> String {
     const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     let seed = sampling.seed.map_or("none".to_string(), |s| s.to_string());
+    let temperature = sampling.temperature.to_bits().to_le_bytes();
+    let top_p = sampling.top_p.to_bits().to_le_bytes();
+    let max_tokens = sampling.max_tokens.to_le_bytes();
     let fields = [
         model.as_bytes(),
         prompt.as_bytes(),
-        &sampling.temperature.to_bits().to_le_bytes(),
-        &sampling.top_p.to_bits().to_le_bytes(),
-        &sampling.max_tokens.to_le_bytes(),
+        &temperature,
+        &top_p,
+        &max_tokens,
         seed.as_bytes(),
-    ];
+    ]
+    .into_iter()
+    .chain(sampling.stop.iter().map(|s| s.as_bytes()));
     let mut hash = OFFSET;
     for field in fields {
         // The length first, so that no two field lists share a byte stream.

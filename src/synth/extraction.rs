@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::knowledge::{Knowledge, SentenceKnowledge};
@@ -21,7 +21,7 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_ITEMS: usize = 64;
 
 /// Something wrong with an answer that was put right.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Repair {
     /// A Markdown code fence around the JSON.
@@ -51,7 +51,7 @@ pub enum Repair {
 
 /// Something in an answer that could not be used and was dropped: the
 /// whole answer for the first five, one triple for the rest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Discard {
     /// The answer is empty or only white space.
@@ -187,7 +187,7 @@ fn dedup(mut repairs: Vec<Repair>) -> Vec<Repair> {
 }
 
 /// The first JSON object of `answer`, read leniently.
-fn read_json_object(answer: &str, repairs: &mut Vec<Repair>) -> Result<Value, Discard> {
+pub fn read_json_object(answer: &str, repairs: &mut Vec<Repair>) -> Result<Value, Discard> {
     if answer.trim().is_empty() {
         return Err(Discard::Empty);
     }

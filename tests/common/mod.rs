@@ -2,6 +2,8 @@
 //! STS data are, golden fixtures, and tiny self-made model directories.
 #![allow(dead_code)]
 
+pub mod llm_server;
+
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
@@ -60,6 +62,26 @@ pub fn senteval_dir(test: &str) -> Option<PathBuf> {
         skip(
             test,
             &format!("no SentEval data at {} (set GCSE_DATA)", dir.display()),
+        );
+        None
+    }
+}
+
+/// The small GGUF LLM (Gemma 3 270M): `$GCSE_LLM_GGUF`, else
+/// `models/gemma-3-270m-q4_k_m.gguf` (`scripts/fetch-llm.sh`).
+pub fn gemma_gguf(test: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("GCSE_LLM_GGUF")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest().join("models/gemma-3-270m-q4_k_m.gguf"));
+    if path.is_file() {
+        Some(path)
+    } else {
+        skip(
+            test,
+            &format!(
+                "no GGUF model at {} (run scripts/fetch-llm.sh)",
+                path.display()
+            ),
         );
         None
     }

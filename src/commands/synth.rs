@@ -1,0 +1,103 @@
+//! `gcse synth ...`: data synthesis with an LLM.
+
+use crate::cli::{GraphArgs, ServeArgs, SynthArgs, SynthCommand};
+use crate::error::Result;
+use crate::synth::config::SynthConfig;
+use crate::synth::pipeline::Synthesis;
+
+/// Runs a `gcse synth` subcommand.
+pub fn run(command: SynthCommand) -> Result<()> {
+    match command {
+        SynthCommand::Extract(args) => with_synthesis(&args, |s| s.extract().map(drop)),
+        SynthCommand::Graph(args) => graph(&args),
+        SynthCommand::Generate(args) => with_synthesis(&args, |s| s.generate().map(drop)),
+        SynthCommand::All(args) => with_synthesis(&args, |s| {
+            s.extract()?;
+            s.graph()?;
+            s.generate().map(drop)
+        }),
+        SynthCommand::Serve(args) => serve(&args),
+    }
+}
+
+fn with_synthesis(args: &SynthArgs, step: impl FnOnce(&mut Synthesis) -> Result<()>) -> Result<()> {
+    let config = SynthConfig::load(&args.config)?;
+    let llm = config.llm()?;
+    let mut synthesis = Synthesis::open(&config, llm.as_ref())?;
+    step(&mut synthesis)?;
+    eprintln!("outputs are in {}", config.out_dir.display());
+    Ok(())
+}
+
+fn graph(args: &GraphArgs) -> Result<()> {
+    let config = SynthConfig::load(&args.synth.config)?;
+    let graph = Synthesis::graph_of(&config)?;
+    if args.stats {
+        let s = graph.stats();
+        println!(
+            "{} entities, {} types, {} quantities; hard edges: {} entity-type, {} entity-quantity; soft edges: {} entity-entity, {} entity-type",
+            s.entities, s.types, s.quantities, s.hard_type_edges, s.hard_quantity_edges, s.soft_entity_edges, s.soft_type_edges
+        );
+        for (kind, count) in s.entities_by_type.iter().take(20) {
+            println!("  {count:>5}  {kind}");
+        }
+    }
+    for entity in &args.entity {
+        let found = graph.replacements(entity);
+        if graph.entity_id(entity).is_none() {
+            println!("{entity}: not in the graph");
+        } else {
+            println!("{entity}: {}", found.join(" | "));
+        }
+    }
+    eprintln!(
+        "wrote graph.json and graph.dot in {}",
+        config.out_dir.display()
+    );
+    Ok(())
+}
+
+#[cfg(feature = "llama")]
+fn serve(args: &ServeArgs) -> Result<()> {
+    use crate::error::Error;
+    use crate::synth::llm::Llm;
+    use crate::synth::local::{LocalConfig, LocalLlm, PromptFormat};
+    use crate::synth::serve::{serve, ServeOptions};
+
+    let engine = LocalLlm::new(&LocalConfig {
+        model: args.gguf.clone(),
+        context: args.context,
+        threads: args.threads,
+        gpu_layers: args.gpu_layers,
+        prompt_format: PromptFormat::Auto,
+    })?;
+    let listener = std::net::TcpListener::bind(&args.listen)
+        .map_err(|e| Error::Usage(format!("--listen {}: {e}", args.listen)))?;
+    let options = ServeOptions {
+        model: args
+            .name
+            .clone()
+            .unwrap_or_else(|| engine.model().to_string()),
+        max_queue: args.max_queue.max(1),
+    };
+    eprintln!(
+        "serving {} as {:?} on http://{}/v1 ({} prompts)",
+        args.gguf.display(),
+        options.model,
+        args.listen,
+        if engine.uses_chat_template() {
+            "chat-template"
+        } else {
+            "plain"
+        },
+    );
+    serve(listener, &engine, &options);
+    Ok(())
+}
+
+#[cfg(not(feature = "llama"))]
+fn serve(_: &ServeArgs) -> Result<()> {
+    Err(crate::error::Error::Backend(
+        "gcse was built without the embedded engine: rebuild with --features llama".into(),
+    ))
+}

@@ -1,0 +1,251 @@
+//! The embedded GGUF engine (llama.cpp through `llama-cpp-2`, cargo feature
+//! `llama`): one model in this process, one request at a time on all CPU
+//! threads (or offloaded to a GPU llama.cpp was built for). The prompt goes
+//! through the model's chat template when it has one and the config asks
+//! for it, else as a plain completion prompt.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use serde::{Deserialize, Serialize};
+
+use super::answers::Answer;
+use super::llm::{Llm, LlmError, Request};
+use crate::error::{Error, Result};
+
+/// How prompts reach the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptFormat {
+    /// The chat template when the model has one, else plain.
+    #[default]
+    Auto,
+    /// The model's chat template (an error if it has none).
+    Chat,
+    /// The prompt as it is, which suits base models and few-shot prompts.
+    Plain,
+}
+
+/// `[llm.local]` of a synthesis config.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalConfig {
+    /// The GGUF file.
+    pub model: PathBuf,
+    /// Context length in tokens (prompt and answer).
+    #[serde(default = "default_context")]
+    pub context: u32,
+    /// CPU threads; 0 for all.
+    #[serde(default)]
+    pub threads: usize,
+    /// Layers offloaded to a GPU (when llama.cpp was built with one).
+    #[serde(default)]
+    pub gpu_layers: u32,
+    /// Chat template or plain prompts.
+    #[serde(default)]
+    pub prompt_format: PromptFormat,
+}
+
+fn default_context() -> u32 {
+    2048
+}
+
+/// llama.cpp's process-wide state: initialised once, never freed.
+fn backend() -> Result<&'static LlamaBackend> {
+    static BACKEND: OnceLock<std::result::Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut backend = LlamaBackend::init().map_err(|e| e.to_string())?;
+            backend.void_logs();
+            Ok(backend)
+        })
+        .as_ref()
+        .map_err(|e| Error::Backend(format!("llama.cpp: {e}")))
+}
+
+/// A GGUF model loaded in this process.
+pub struct LocalLlm {
+    model: LlamaModel,
+    name: String,
+    template: Option<LlamaChatTemplate>,
+    context: u32,
+    threads: i32,
+    /// One request at a time: each makes its own context, and two at once
+    /// would only share the same cores.
+    busy: Mutex<()>,
+}
+
+impl LocalLlm {
+    /// Loads `config.model`.
+    pub fn new(config: &LocalConfig) -> Result<Self> {
+        let path = &config.model;
+        if !path.is_file() {
+            return Err(Error::Load {
+                path: path.clone(),
+                message: "no such GGUF file (scripts/fetch-llm.sh fetches Gemma 3 270M)".into(),
+            });
+        }
+        let backend = backend()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
+        let model =
+            LlamaModel::load_from_file(backend, path, &params).map_err(|e| Error::Load {
+                path: path.clone(),
+                message: format!("llama.cpp could not load it: {e}"),
+            })?;
+        let template = model.chat_template(None).ok();
+        let template = match (config.prompt_format, template) {
+            (PromptFormat::Plain, _) => None,
+            (PromptFormat::Chat, None) => {
+                return Err(Error::Load {
+                    path: path.clone(),
+                    message: "prompt_format = \"chat\", but the model has no chat template".into(),
+                })
+            }
+            (_, template) => template,
+        };
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Ok(LocalLlm {
+            model,
+            name: model_name(path),
+            template,
+            context: config.context.max(16),
+            threads: threads as i32,
+            busy: Mutex::new(()),
+        })
+    }
+
+    /// Whether prompts go through the model's chat template.
+    pub fn uses_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    fn prompt_text(&self, prompt: &str) -> std::result::Result<String, LlmError> {
+        let Some(template) = &self.template else {
+            return Ok(prompt.to_string());
+        };
+        let message = LlamaChatMessage::new("user".into(), prompt.into())
+            .map_err(|e| LlmError::Failed(format!("the prompt cannot be a chat message: {e}")))?;
+        self.model
+            .apply_chat_template(template, &[message], true)
+            .map_err(|e| LlmError::Fatal(format!("the model's chat template failed: {e}")))
+    }
+}
+
+/// The model's name in request keys: its file name.
+fn model_name(path: &Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
+impl Llm for LocalLlm {
+    fn model(&self) -> &str {
+        &self.name
+    }
+
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    fn complete(&self, request: &Request) -> std::result::Result<Answer, LlmError> {
+        let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let fatal = |what: &str, e: &dyn std::fmt::Display| {
+            LlmError::Fatal(format!("llama.cpp {what}: {e}"))
+        };
+        let backend = backend().map_err(|e| LlmError::Fatal(e.to_string()))?;
+        let text = self.prompt_text(&request.prompt)?;
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(text.as_bytes(), true, self.template.is_some());
+        let s = &request.sampling;
+        let wanted = tokens.len() + s.max_tokens as usize;
+        if tokens.is_empty() || wanted > self.context as usize {
+            return Err(LlmError::Failed(format!(
+                "the prompt's {} tokens and max_tokens {} do not fit the context of {}",
+                tokens.len(),
+                s.max_tokens,
+                self.context
+            )));
+        }
+        let n_batch = 512.min(self.context);
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(self.context))
+            .with_n_batch(n_batch)
+            .with_n_threads(self.threads)
+            .with_n_threads_batch(self.threads);
+        let mut context = self
+            .model
+            .new_context(backend, params)
+            .map_err(|e| fatal("context", &e))?;
+        let mut batch = LlamaBatch::new(n_batch as usize, 1);
+        let last = tokens.len() - 1;
+        for (start, chunk) in tokens.chunks(n_batch as usize).enumerate() {
+            batch.clear();
+            for (j, &token) in chunk.iter().enumerate() {
+                let position = start * n_batch as usize + j;
+                batch
+                    .add(token, position as i32, &[0], position == last)
+                    .map_err(|e| fatal("batch", &e))?;
+            }
+            context
+                .decode(&mut batch)
+                .map_err(|e| fatal("decode", &e))?;
+        }
+        let mut sampler = if s.temperature <= 0.0 {
+            LlamaSampler::greedy()
+        } else {
+            LlamaSampler::chain_simple([
+                LlamaSampler::top_p(s.top_p, 1),
+                LlamaSampler::temp(s.temperature),
+                LlamaSampler::dist(s.seed.unwrap_or(0) as u32),
+            ])
+        };
+        let mut bytes = Vec::new();
+        let mut generated = 0u32;
+        let mut position = tokens.len() as i32;
+        while generated < s.max_tokens {
+            let token = sampler.sample(&context, batch.n_tokens() - 1);
+            if vocab.is_eog(token) {
+                break;
+            }
+            generated += 1;
+            bytes.extend(vocab.token_to_piece(token, false, None));
+            if let Some(cut) = first_stop(&bytes, &s.stop) {
+                bytes.truncate(cut);
+                break;
+            }
+            batch.clear();
+            batch
+                .add(token, position, &[0], true)
+                .map_err(|e| fatal("batch", &e))?;
+            position += 1;
+            context
+                .decode(&mut batch)
+                .map_err(|e| fatal("decode", &e))?;
+        }
+        Ok(Answer {
+            text: String::from_utf8_lossy(&bytes).into_owned(),
+            prompt_tokens: Some(tokens.len() as u32),
+            completion_tokens: Some(generated),
+        })
+    }
+}
+
+/// Where the first of `stops` begins in `bytes`.
+fn first_stop(bytes: &[u8], stops: &[String]) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|stop| !stop.is_empty())
+        .filter_map(|stop| bytes.windows(stop.len()).position(|w| w == stop.as_bytes()))
+        .min()
+}

@@ -1,0 +1,165 @@
+//! The embedded llama.cpp engine with a real model (Gemma 3 270M, 4-bit
+//! GGUF; `scripts/fetch-llm.sh` fetches it) on real sentences of the
+//! training corpus: knowledge extraction read by the lenient reader, and a
+//! rewrite through the answer store. Skipped, saying why, without the
+//! model; CI fetches it.
+#![cfg(feature = "llama")]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{gemma_gguf, skip, temp_dir};
+use gcse::synth::answers::{AnswerStore, Sampling};
+use gcse::synth::extraction::{read_answer, ExtractionTally};
+use gcse::synth::llm::{answer_all, Llm, LlmError, Request};
+use gcse::synth::local::{LocalConfig, LocalLlm, PromptFormat};
+use gcse::synth::prompt::{PromptKind, PromptTemplate};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The first `n` corpus lines of 8 to 25 words: real sentences short
+/// enough for a quick test.
+fn corpus_sentences(test: &str, n: usize) -> Option<Vec<String>> {
+    let dir = std::env::var_os("GCSE_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("../shared/data"));
+    let path = dir.join("corpus/wiki1m-sample.txt");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        skip(test, &format!("no corpus at {}", path.display()));
+        return None;
+    };
+    Some(
+        text.lines()
+            .filter(|l| (8..=25).contains(&l.split_whitespace().count()))
+            .take(n)
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn sampling(max_tokens: u32) -> Sampling {
+    Sampling {
+        temperature: 0.0,
+        top_p: 1.0,
+        max_tokens,
+        seed: Some(7),
+        stop: vec!["\n".into()],
+    }
+}
+
+#[test]
+fn gemma_extracts_and_rewrites_real_sentences() {
+    let test = "gemma_extracts_and_rewrites_real_sentences";
+    let (Some(model), Some(sentences)) = (gemma_gguf(test), corpus_sentences(test, 3)) else {
+        return;
+    };
+    let llm = LocalLlm::new(&LocalConfig {
+        model,
+        context: 1024,
+        threads: 0,
+        gpu_layers: 0,
+        prompt_format: PromptFormat::Auto,
+    })
+    .unwrap();
+    assert_eq!(llm.model(), "gemma-3-270m-q4_k_m.gguf");
+    // A base model: no chat template, so plain prompts.
+    assert!(!llm.uses_chat_template());
+
+    let extract =
+        PromptTemplate::load_kind(&root().join("prompts/extract.txt"), PromptKind::Extract)
+            .unwrap();
+    let requests: Vec<Request> = sentences
+        .iter()
+        .map(|s| Request {
+            prompt: extract.render(&[("sentence", s)]).unwrap(),
+            sampling: sampling(160),
+            json: true,
+        })
+        .collect();
+    let dir = temp_dir("local-gemma");
+    let mut store = AnswerStore::open(&dir.join("answers.jsonl")).unwrap();
+    let (answers, stats) = answer_all(&llm, &mut store, &requests, "extract").unwrap();
+    eprintln!("extract: {}", stats.summary());
+    assert_eq!((stats.sent, stats.failed), (3, 0));
+    let mut tally = ExtractionTally::default();
+    for (sentence, answer) in sentences.iter().zip(&answers) {
+        let answer = answer.as_ref().unwrap();
+        eprintln!("{sentence}\n  -> {}", answer.text);
+        assert!(
+            !answer.text.contains('\n'),
+            "the stop string ends the answer"
+        );
+        let generated = answer.completion_tokens.unwrap();
+        assert!((1..=160).contains(&generated), "{generated}");
+        assert!(answer.prompt_tokens.unwrap() > 100);
+        let extraction = read_answer(&answer.text, sentence);
+        for item in extraction.knowledge.iter().flat_map(|k| &k.items) {
+            assert!(sentence.contains(&item.text), "{item:?} is in {sentence}");
+        }
+        tally.add(&extraction);
+    }
+    eprintln!("tally: {tally:?}");
+    assert_eq!(tally.answers, 3);
+    assert!(
+        tally.kept >= 1,
+        "a few-shot prompt gets some JSON even from 270M: {tally:?}"
+    );
+
+    // Greedy decoding is deterministic: the same request, the same answer.
+    let again = llm.complete(&requests[0]).unwrap();
+    assert_eq!(Some(&again), answers[0].as_ref());
+
+    let rewrite =
+        PromptTemplate::load_kind(&root().join("prompts/rewrite.txt"), PromptKind::Rewrite)
+            .unwrap();
+    let request = Request {
+        prompt: rewrite.render(&[("sentence", &sentences[0])]).unwrap(),
+        sampling: Sampling {
+            temperature: 0.8,
+            top_p: 0.95,
+            ..sampling(24)
+        },
+        json: true,
+    };
+    let (answers, stats) =
+        answer_all(&llm, &mut store, std::slice::from_ref(&request), "rewrite").unwrap();
+    let answer = answers[0].as_ref().unwrap();
+    eprintln!("rewrite: {}\n  -> {}", stats.summary(), answer.text);
+    assert!(answer.completion_tokens.unwrap() <= 24);
+    // Sampling with a seed repeats too.
+    assert_eq!(llm.complete(&request).unwrap().text, answer.text);
+
+    // A prompt longer than the context fails that request only.
+    let long = Request {
+        prompt: "word ".repeat(2000),
+        sampling: sampling(8),
+        json: false,
+    };
+    match llm.complete(&long) {
+        Err(LlmError::Failed(reason)) => {
+            assert!(reason.contains("do not fit the context"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_missing_model_file_is_a_clear_error() {
+    let err = LocalLlm::new(&LocalConfig {
+        model: PathBuf::from("models/no-such-model.gguf"),
+        context: 512,
+        threads: 1,
+        gpu_layers: 0,
+        prompt_format: PromptFormat::Plain,
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("models/no-such-model.gguf") && err.contains("fetch-llm.sh"),
+        "{err}"
+    );
+}

@@ -1,0 +1,228 @@
+//! `gcse synth all` killed (SIGKILL) at several points, during extraction
+//! and during generation, then run again to the end: its knowledge and
+//! candidates equal an uninterrupted run's, byte for byte, and the server
+//! saw every request once, but for the one in flight at each kill. The LLM
+//! is a scripted server whose answers are a function of the prompt, so two
+//! runs can be compared.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::llm_server::{Reply, ScriptedServer};
+use common::temp_dir;
+use serde_json::json;
+
+const SOURCES: &[&str] = &[
+    "Three friends walked from Paris to Lyon in 9 days.",
+    "The museum in Paris opened 2 new rooms this spring.",
+    "A train from Lyon to Geneva takes 2 hours.",
+    "Students in Geneva planted 40 trees near the lake.",
+    "The bakery in Lyon sells 300 loaves every morning.",
+    "Fishermen from Marseille caught 12 tuna last week.",
+    "A ferry links Marseille and Corsica twice a day.",
+    "Tourists in Corsica hiked 5 trails in the mountains.",
+];
+
+/// The last line of `prompt` that starts with `label`, without the label.
+fn last_line<'a>(prompt: &'a str, label: &str) -> &'a str {
+    prompt
+        .lines()
+        .filter_map(|l| l.strip_prefix(label))
+        .last()
+        .unwrap_or("")
+        .trim()
+}
+
+/// A deterministic stand-in for an LLM: knowledge from capitalised words
+/// (cities) and numbers; candidates tagged with the prompt's kind.
+fn answer(prompt: &str) -> String {
+    let tail = prompt.trim_end().rsplit('\n').next().unwrap_or("");
+    if tail == "JSON:" {
+        let sentence = last_line(prompt, "Sentence:");
+        let words: Vec<&str> = sentence
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let entities: Vec<_> = words
+            .iter()
+            .skip(1)
+            .filter(|w| w.chars().next().unwrap().is_uppercase())
+            .map(|w| json!({"text": w, "type": "place"}))
+            .collect();
+        let quantities: Vec<_> = words
+            .iter()
+            .filter(|w| w.parse::<u32>().is_ok())
+            .map(|w| json!({"text": w, "type": "count", "quantity": w.parse::<u32>().unwrap()}))
+            .collect();
+        return json!({"categories": ["travel"], "entities": entities, "quantities": quantities})
+            .to_string();
+    }
+    let kind = tail.trim_end_matches(':');
+    let basis = match kind {
+        "Sentence" => last_line(prompt, "Knowledge:").to_string(),
+        "Revised" => format!(
+            "{} / {}",
+            last_line(prompt, "Swap:"),
+            last_line(prompt, "Change:")
+        ),
+        _ => last_line(prompt, "Sentence:").to_string(),
+    };
+    let mut reversed: Vec<&str> = basis.split_whitespace().collect();
+    reversed.reverse();
+    json!({"text": format!("{kind}: {}", reversed.join(" "))}).to_string()
+}
+
+fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
+    std::fs::write(dir.join("sources.txt"), SOURCES.join("\n") + "\n").unwrap();
+    let config = format!(
+        r#"out_dir = "{out}"
+seed = 5
+
+[sources]
+[[sources.general]]
+path = "{sources}"
+
+[llm]
+backend = "http"
+
+[llm.http]
+endpoints = ["{url}"]
+model = "scripted"
+api = "completions"
+in_flight = 1
+retries = 0
+timeout_s = 10
+
+[generate]
+positives = 2
+negatives = 3
+
+[generate.negative_kinds]
+antisense = 0.3
+entity_revision = 0.4
+quantity_revision = 0.3
+"#,
+        out = dir.join("out").display(),
+        sources = dir.join("sources.txt").display(),
+    );
+    let path = dir.join("synth.toml");
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn start(config: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gcse"))
+        .args(["synth", "all", "--config"])
+        .arg(config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the gcse binary runs")
+}
+
+fn finish(child: Child) {
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn server() -> ScriptedServer {
+    // Each answer takes a moment, so that a kill finds a request in flight.
+    ScriptedServer::start(|_, r| {
+        let text = answer(r.body["prompt"].as_str().unwrap());
+        Reply::new(
+            200,
+            json!({"choices": [{"text": text}], "usage": {"completion_tokens": 4}}).to_string(),
+        )
+        .after(Duration::from_millis(40))
+    })
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_same_output_without_repeating_requests() {
+    let whole = temp_dir("resume-whole");
+    let reference = server();
+    finish(start(&write_config(&whole, &reference.url)));
+    let total = reference.count();
+    // 8 extraction requests and 8 x 5 candidates.
+    assert_eq!(total, SOURCES.len() * 6);
+    let read =
+        |dir: &Path, name: &str| std::fs::read_to_string(dir.join("out").join(name)).unwrap();
+    let candidates = read(&whole, "candidates.jsonl");
+    assert!(
+        candidates.contains("\"kind\":\"entity_revision\""),
+        "{candidates}"
+    );
+    assert!(
+        candidates.contains("\"kind\":\"quantity_revision\""),
+        "{candidates}"
+    );
+
+    let killed = temp_dir("resume-killed");
+    let server = server();
+    let config = write_config(&killed, &server.url);
+    // During extraction, early in generation, late in generation.
+    let kill_points = [5, 15, 40];
+    for &k in &kill_points {
+        let mut child = start(&config);
+        let began = Instant::now();
+        while server.count() < k {
+            assert!(
+                began.elapsed() < Duration::from_secs(120),
+                "the run stalled before request {k}"
+            );
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run ended before request {k}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Request k is at the server (held 40 ms); the answer before it is
+        // on disk.
+        std::thread::sleep(Duration::from_millis(15));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(server.count(), k, "no request after the kill");
+    }
+    finish(start(&config));
+
+    for name in ["knowledge.jsonl", "candidates.jsonl"] {
+        assert_eq!(read(&killed, name), read(&whole, name), "{name}");
+    }
+    let report: serde_json::Value =
+        serde_json::from_str(&read(&killed, "generate.report.json")).unwrap();
+    assert_eq!(report["requests"]["failed"], 0, "{report}");
+    assert_eq!(report["requests"]["requests"], 40, "{report}");
+
+    // Every request once, but the one in flight at each kill (sent again).
+    assert_eq!(server.count(), total + kill_points.len());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in server.received() {
+        *seen.entry(r.body.to_string()).or_default() += 1;
+    }
+    let received = server.received();
+    for (body, times) in &seen {
+        let in_flight_at_kill = kill_points
+            .iter()
+            .any(|&k| received[k - 1].body.to_string() == *body);
+        assert_eq!(*times, if in_flight_at_kill { 2 } else { 1 }, "{body}");
+    }
+    let reference_bodies: std::collections::HashSet<String> = reference
+        .received()
+        .iter()
+        .map(|r| r.body.to_string())
+        .collect();
+    assert_eq!(
+        seen.keys()
+            .cloned()
+            .collect::<std::collections::HashSet<_>>(),
+        reference_bodies
+    );
+}
