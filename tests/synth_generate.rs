@@ -9,7 +9,7 @@ use gcse::model::pooling::Pooling;
 use gcse::rng::SplitMix64;
 use gcse::synth::answers::Answer;
 use gcse::synth::generate::{
-    knowledge_json, plan_source, read_candidate, CandidateDrop, CandidateRead,
+    is_copied, knowledge_json, plan_source, read_candidate, CandidateDrop, CandidateRead,
 };
 use gcse::synth::graph::KnowledgeGraph;
 use gcse::synth::knowledge::{Knowledge, SentenceKnowledge};
@@ -246,4 +246,17 @@ fn embedding_neighbours_rank_same_type_entities_by_the_frozen_encoder() {
     )
     .unwrap();
     assert_eq!(all.of_entity("Paris"), ["Paris, France", "Tokyo"]);
+}
+
+#[test]
+fn copies_of_the_source_or_of_an_example_answer_are_recognised() {
+    let prompt = "Sentence: The cat sleeps.\nParaphrase: {\"text\": \"A cat is asleep.\"}\n\nSentence: a dog runs .\nParaphrase:";
+    assert!(is_copied("A cat is asleep.", "a dog runs .", prompt));
+    assert!(is_copied("a dog runs .", "a dog runs . ", prompt));
+    assert!(!is_copied("A dog is running.", "a dog runs .", prompt));
+    // A substring of the prompt is not a copy of an example answer.
+    assert!(!is_copied("cat", "a dog runs .", prompt));
+    assert!(!is_copied("cat sleeps.", "a dog runs .", prompt));
+    // An example's own sentence is a copy too.
+    assert!(is_copied("The cat sleeps.", "a dog runs .", prompt));
 }

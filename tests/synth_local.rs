@@ -1,7 +1,8 @@
 //! The embedded llama.cpp engine with a real model (Gemma 3 270M, 4-bit
 //! GGUF; `scripts/fetch-llm.sh` fetches it) on real sentences of the
-//! training corpus: knowledge extraction read by the lenient reader, and a
-//! rewrite through the answer store. Skipped, saying why, without the
+//! training corpus: knowledge extraction read by the lenient reader, a
+//! rewrite through the answer store, and the whole pipeline (extract,
+//! graph, generate) from a config. Skipped, saying why, without the
 //! model; CI fetches it.
 #![cfg(feature = "llama")]
 
@@ -11,9 +12,11 @@ use std::path::PathBuf;
 
 use common::{gemma_gguf, skip, temp_dir};
 use gcse::synth::answers::{AnswerStore, Sampling};
+use gcse::synth::config::SynthConfig;
 use gcse::synth::extraction::{read_answer, ExtractionTally};
 use gcse::synth::llm::{answer_all, Llm, LlmError, Request};
 use gcse::synth::local::{LocalConfig, LocalLlm, PromptFormat};
+use gcse::synth::pipeline::Synthesis;
 use gcse::synth::prompt::{PromptKind, PromptTemplate};
 
 fn root() -> PathBuf {
@@ -161,5 +164,89 @@ fn a_missing_model_file_is_a_clear_error() {
     assert!(
         err.contains("models/no-such-model.gguf") && err.contains("fetch-llm.sh"),
         "{err}"
+    );
+}
+
+#[test]
+fn the_pipeline_extracts_builds_the_graph_and_generates_with_gemma() {
+    let test = "the_pipeline_extracts_builds_the_graph_and_generates_with_gemma";
+    let (Some(model), Some(sentences)) = (gemma_gguf(test), corpus_sentences(test, 3)) else {
+        return;
+    };
+    let dir = temp_dir("local-pipeline");
+    std::fs::write(dir.join("sources.txt"), sentences.join("\n") + "\n").unwrap();
+    let config = format!(
+        r#"out_dir = "{out}"
+[sources]
+min_words = 1
+[[sources.general]]
+path = "{sources}"
+[llm]
+backend = "local"
+[llm.local]
+model = "{model}"
+context = 1024
+[extract]
+max_tokens = 96
+[generate]
+positives = 1
+negatives = 1
+max_tokens = 32
+"#,
+        out = dir.join("out").display(),
+        sources = dir.join("sources.txt").display(),
+        model = model.display(),
+    );
+    std::fs::write(dir.join("synth.toml"), config).unwrap();
+    let config = SynthConfig::load(&dir.join("synth.toml")).unwrap();
+    let llm = config.llm().unwrap();
+    let mut synthesis = Synthesis::open(&config, llm.as_ref()).unwrap();
+    let extracted = synthesis.extract().unwrap();
+    assert_eq!((extracted.sources, extracted.requests.sent), (3, 3));
+    assert_eq!(extracted.answers.answers, 3);
+    synthesis.graph().unwrap();
+    let generated = synthesis.generate().unwrap();
+    assert_eq!(
+        (generated.requests.requests, generated.requests.failed),
+        (6, 0)
+    );
+    let kept: usize = generated.kept.values().sum();
+    let dropped: usize = generated.dropped.values().sum();
+    assert_eq!(kept + dropped, 6, "{generated:?}");
+    let out = dir.join("out");
+    let candidates = std::fs::read_to_string(out.join("candidates.jsonl")).unwrap();
+    eprintln!("{candidates}");
+    assert_eq!(candidates.lines().count(), 3);
+    for (line, sentence) in candidates.lines().zip(&sentences) {
+        let group: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(group["source"], sentence.as_str());
+        for c in group["positives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(group["negatives"].as_array().unwrap())
+        {
+            assert!(
+                !c["text"].as_str().unwrap().is_empty() && c["kind"].is_string(),
+                "{c}"
+            );
+        }
+    }
+    for file in [
+        "knowledge.jsonl",
+        "extract.report.json",
+        "graph.json",
+        "graph.dot",
+        "generate.report.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+
+    // Run again: every answer comes from the store, the output is the same.
+    let again = synthesis.generate().unwrap();
+    assert_eq!((again.requests.sent, again.requests.from_store), (0, 6));
+    assert_eq!(
+        std::fs::read_to_string(out.join("candidates.jsonl")).unwrap(),
+        candidates
     );
 }

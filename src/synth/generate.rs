@@ -227,8 +227,25 @@ pub enum CandidateDrop {
     Empty,
     /// JSON that is not `{"text": "..."}` with a non-empty text.
     NoText,
-    /// The source sentence itself, or another candidate of it.
+    /// The source sentence itself, or a sentence or answer of one of the
+    /// prompt's examples (a base model's way of failing a few-shot prompt).
+    Copied,
+    /// Another candidate of the same source.
     Repeated,
+}
+
+/// Whether `text` only copies the source, or a line of the prompt
+/// (`Label: text`), or an example answer (`{"text": "..."}` in the prompt).
+pub fn is_copied(text: &str, source: &str, prompt: &str) -> bool {
+    let quoted = serde_json::to_string(text).expect("a string serializes");
+    let labelled = |line: &str| {
+        line.trim_end()
+            .strip_suffix(text)
+            .is_some_and(|head| head.ends_with(": "))
+    };
+    text == source.trim()
+        || prompt.contains(&format!("\"text\": {quoted}"))
+        || prompt.lines().any(labelled)
 }
 
 /// What reading an answer did.

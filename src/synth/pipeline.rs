@@ -21,8 +21,8 @@ use super::answers::{AnswerStore, Sampling};
 use super::config::SynthConfig;
 use super::extraction::{read_answer, Discard, ExtractionTally, Repair};
 use super::generate::{
-    plan_source, read_candidate, request_for, CandidateDrop, CandidateRead, GeneratedCandidate,
-    Templates,
+    is_copied, plan_source, read_candidate, request_for, CandidateDrop, CandidateRead,
+    GeneratedCandidate, Templates,
 };
 use super::graph::KnowledgeGraph;
 use super::knowledge::SentenceKnowledge;
@@ -246,7 +246,7 @@ impl<'a> Synthesis<'a> {
             plain_text: 0,
             dropped: BTreeMap::new(),
         };
-        for ((i, plan), answer) in plans.into_iter().zip(&answers) {
+        for (((i, plan), answer), request) in plans.into_iter().zip(&answers).zip(&requests) {
             let text = match read_candidate(answer.as_ref()) {
                 CandidateRead::Json(text) => text,
                 CandidateRead::PlainText(text) => {
@@ -259,14 +259,20 @@ impl<'a> Synthesis<'a> {
                 }
             };
             let group = &mut out[i];
-            let repeated = text == group.source
-                || group
-                    .positives
-                    .iter()
-                    .chain(&group.negatives)
-                    .any(|c| c.text == text);
-            if repeated {
-                *report.dropped.entry(CandidateDrop::Repeated).or_default() += 1;
+            let drop = if is_copied(&text, &group.source, &request.prompt) {
+                Some(CandidateDrop::Copied)
+            } else if group
+                .positives
+                .iter()
+                .chain(&group.negatives)
+                .any(|c| c.text == text)
+            {
+                Some(CandidateDrop::Repeated)
+            } else {
+                None
+            };
+            if let Some(why) = drop {
+                *report.dropped.entry(why).or_default() += 1;
                 continue;
             }
             *report.kept.entry(plan.kind.clone()).or_default() += 1;
