@@ -10,13 +10,12 @@ mod common;
 
 use std::sync::Mutex;
 
-use burn::backend::Autodiff;
+use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn::train::TrainStep;
-use burn::backend::NdArray;
 use common::{padded_batch, tiny_config};
 use gcse::data::batcher::TokenBatch;
 use gcse::loss::gaussian_decay::{Decay, DecayMode};

@@ -30,6 +30,15 @@ fn a_clean_answer_needs_no_repair() {
     );
 }
 
+/// A named answer with the repairs, drops and kept entity texts it must give.
+type Case = (
+    &'static str,
+    String,
+    Vec<Repair>,
+    Vec<Discard>,
+    Vec<&'static str>,
+);
+
 #[test]
 fn each_fault_is_repaired_or_dropped_and_named() {
     let huge = format!(
@@ -37,7 +46,7 @@ fn each_fault_is_repaired_or_dropped_and_named() {
         "Sentence: more text. JSON: {}\n".repeat(4000)
     );
     let deep = format!("{{\"entities\": {}", "[".repeat(200));
-    let cases: Vec<(&str, String, Vec<Repair>, Vec<Discard>, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         ("fence", format!("```json\n{VALID}\n```"), vec![Repair::CodeFence], vec![], vec!["boys", "football", "park", "Madrid", "Three"]),
         ("prose", format!("Sure! Here is the JSON: {VALID} Hope it helps."), vec![Repair::SurroundingText], vec![], vec!["boys", "football", "park", "Madrid", "Three"]),
         ("single quotes", "{'entities': [{'text': 'boys', 'type': 'person'}]}".into(), vec![Repair::SingleQuotes], vec![], vec!["boys"]),
@@ -97,7 +106,7 @@ fn corrupt(answer: &str) -> Vec<String> {
     out.push(answer.replace("\"text\": \"", "\"text\": \"no such "));
     out.push(answer.replace("\"type\"", "\"kind\""));
     out.push(answer.replace("\"text\": \"", "\"text\": [\""));
-    out.push(answer.replace('[', "").replace(']', ""));
+    out.push(answer.replace(['[', ']'], ""));
     out.push(answer.replace('}', ""));
     out.push(answer.replace(',', ""));
     out.push(answer.replace(':', " = "));

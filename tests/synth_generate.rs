@@ -9,7 +9,8 @@ use gcse::model::pooling::Pooling;
 use gcse::rng::SplitMix64;
 use gcse::synth::answers::Answer;
 use gcse::synth::generate::{
-    is_copied, knowledge_json, plan_source, read_candidate, CandidateDrop, CandidateRead,
+    is_copied, knowledge_json, plan_source, read_candidate, same_sentence, CandidateDrop,
+    CandidateRead,
 };
 use gcse::synth::graph::KnowledgeGraph;
 use gcse::synth::knowledge::{Knowledge, SentenceKnowledge};
@@ -184,6 +185,34 @@ fn answers_are_read_leniently_and_every_drop_has_a_reason() {
         read("\"The man is singing.\""),
         CandidateRead::PlainText("The man is singing.".into())
     );
+    // Half of `{"text": "..."}`: the key and its debris go, the value stays.
+    for line in [
+        r#""text": "The man is singing.""#,
+        r#"  text": "The man is singing.""#,
+        r#"("text": "The man is singing.")"#,
+        r#"["text": 'The man is singing.']"#,
+        r#"text: The man is singing.)"#,
+    ] {
+        assert_eq!(
+            read(line),
+            CandidateRead::PlainText("The man is singing.".into()),
+            "{line}"
+        );
+    }
+    // A sentence that only begins with the word is left as it is.
+    assert_eq!(
+        read("text messages: read them later"),
+        CandidateRead::PlainText("text messages: read them later".into())
+    );
+    // The value's quote never closes: half a sentence again.
+    assert_eq!(
+        read(r#""text": "The army is on the"#),
+        CandidateRead::Dropped(CandidateDrop::NoText)
+    );
+    assert_eq!(
+        read(r#""text": """#),
+        CandidateRead::Dropped(CandidateDrop::Empty)
+    );
     assert_eq!(read("   \n "), CandidateRead::Dropped(CandidateDrop::Empty));
     assert_eq!(
         read(r#"{"sentence": "x"}"#),
@@ -259,4 +288,13 @@ fn copies_of_the_source_or_of_an_example_answer_are_recognised() {
     assert!(!is_copied("cat sleeps.", "a dog runs .", prompt));
     // An example's own sentence is a copy too.
     assert!(is_copied("The cat sleeps.", "a dog runs .", prompt));
+    // Case, punctuation and spacing do not make a new sentence.
+    assert!(is_copied("A dog runs.", "a dog runs .", prompt));
+    assert!(is_copied("a CAT is asleep", "a dog runs .", prompt));
+    assert!(is_copied("the cat -- sleeps!", "a dog runs .", prompt));
+    assert!(!is_copied("A dog runs fast.", "a dog runs .", prompt));
+    // A text without words copies nothing.
+    assert!(!is_copied("?!", "...", prompt));
+    assert!(same_sentence("Dogs' toys.", "dogs ' toys"));
+    assert!(!same_sentence("dog's toy", "dogs toy"));
 }

@@ -31,8 +31,8 @@ const SOURCES: &[&str] = &[
 fn last_line<'a>(prompt: &'a str, label: &str) -> &'a str {
     prompt
         .lines()
-        .filter_map(|l| l.strip_prefix(label))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(label))
         .unwrap_or("")
         .trim()
 }
@@ -208,10 +208,12 @@ fn a_killed_run_resumes_to_the_same_output_without_repeating_requests() {
         *seen.entry(r.body.to_string()).or_default() += 1;
     }
     let received = server.received();
+    let in_flight_at_kills: Vec<String> = kill_points
+        .iter()
+        .map(|&k| received[k - 1].body.to_string())
+        .collect();
     for (body, times) in &seen {
-        let in_flight_at_kill = kill_points
-            .iter()
-            .any(|&k| received[k - 1].body.to_string() == *body);
+        let in_flight_at_kill = in_flight_at_kills.contains(body);
         assert_eq!(*times, if in_flight_at_kill { 2 } else { 1 }, "{body}");
     }
     let reference_bodies: std::collections::HashSet<String> = reference

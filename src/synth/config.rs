@@ -233,7 +233,7 @@ impl SynthConfig {
             }
             _ => {}
         }
-        for (name, _) in &self.prompts.files {
+        for name in self.prompts.files.keys() {
             if kind_named(name).is_none() {
                 return Err(format!("[prompts] {name}: no such prompt kind"));
             }

@@ -234,18 +234,57 @@ pub enum CandidateDrop {
     Repeated,
 }
 
+/// The lowercase words (runs of letters and digits) of `text`.
+fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Whether two sentences have the same words in the same order, whatever
+/// their case, punctuation and spacing (`a man sings .` and `A man sings.`).
+pub fn same_sentence(a: &str, b: &str) -> bool {
+    words(a) == words(b)
+}
+
 /// Whether `text` only copies the source, or a line of the prompt
-/// (`Label: text`), or an example answer (`{"text": "..."}` in the prompt).
+/// (`Label: text`), or an example answer (`Label: {"text": "..."}`), in
+/// the sense of [`same_sentence`]. A text without words copies nothing.
 pub fn is_copied(text: &str, source: &str, prompt: &str) -> bool {
-    let quoted = serde_json::to_string(text).expect("a string serializes");
-    let labelled = |line: &str| {
-        line.trim_end()
-            .strip_suffix(text)
-            .is_some_and(|head| head.ends_with(": "))
+    let example = |line: &str| {
+        line.split_once(": ").is_some_and(|(_, rest)| {
+            let answer = serde_json::from_str::<serde_json::Value>(rest.trim()).ok();
+            match answer.as_ref().and_then(|v| v["text"].as_str()) {
+                Some(answer) => same_sentence(text, answer),
+                None => same_sentence(text, rest),
+            }
+        })
     };
-    text == source.trim()
-        || prompt.contains(&format!("\"text\": {quoted}"))
-        || prompt.lines().any(labelled)
+    !words(text).is_empty() && (same_sentence(text, source) || prompt.lines().any(example))
+}
+
+/// The sentence of a plain-text answer's first line: the line without
+/// surrounding quotes, or, where the model wrote part of `{"text": "..."}`
+/// without its braces (`"text": "..."`, `("text": "...")`), the quoted
+/// value. `None` where that value's closing quote never came (a cut answer).
+fn plain_sentence(line: &str) -> Option<&str> {
+    let quote = |c: char| c == '"' || c == '\'';
+    let value = line
+        .trim_start_matches(|c: char| quote(c) || matches!(c, '(' | '[' | '{'))
+        .strip_prefix("text")
+        .and_then(|rest| {
+            rest.trim_start_matches(quote)
+                .trim_start()
+                .strip_prefix(':')
+        });
+    let Some(value) = value.map(str::trim) else {
+        return Some(line.trim_matches(quote).trim());
+    };
+    match value.chars().next().filter(|&c| quote(c)) {
+        Some(q) => value[1..].rfind(q).map(|end| value[1..1 + end].trim()),
+        None => Some(value.trim_end_matches([')', ']', '}']).trim()),
+    }
 }
 
 /// What reading an answer did.
@@ -259,7 +298,8 @@ pub enum CandidateRead {
 }
 
 /// Reads a generation answer: `{"text": "..."}`, leniently; an answer with
-/// no JSON object gives its first line.
+/// no JSON object gives the sentence of its first line: the line itself, or
+/// the quoted value after a `text` key written without braces.
 pub fn read_candidate(answer: Option<&Answer>) -> CandidateRead {
     let Some(answer) = answer else {
         return CandidateRead::Dropped(CandidateDrop::RequestFailed);
@@ -278,11 +318,10 @@ pub fn read_candidate(answer: Option<&Answer>) -> CandidateRead {
                 .map(str::trim)
                 .find(|l| !l.is_empty())
                 .unwrap_or("");
-            let line = line.trim_matches(|c| c == '"' || c == '\'').trim();
-            if line.is_empty() {
-                CandidateRead::Dropped(CandidateDrop::Empty)
-            } else {
-                CandidateRead::PlainText(line.to_string())
+            match plain_sentence(line) {
+                None => CandidateRead::Dropped(CandidateDrop::NoText),
+                Some("") => CandidateRead::Dropped(CandidateDrop::Empty),
+                Some(text) => CandidateRead::PlainText(text.to_string()),
             }
         }
         Err(_) => CandidateRead::Dropped(CandidateDrop::NoText),

@@ -11,6 +11,7 @@
 //! that have no answer there. Output files are written whole, atomically,
 //! at the end of their step.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,8 @@ use super::answers::{AnswerStore, Sampling};
 use super::config::SynthConfig;
 use super::extraction::{read_answer, Discard, ExtractionTally, Repair};
 use super::generate::{
-    is_copied, plan_source, read_candidate, request_for, CandidateDrop, CandidateRead,
-    GeneratedCandidate, Templates,
+    is_copied, plan_source, read_candidate, request_for, same_sentence, CandidateDrop,
+    CandidateRead, GeneratedCandidate, Templates,
 };
 use super::graph::KnowledgeGraph;
 use super::knowledge::SentenceKnowledge;
@@ -191,8 +192,8 @@ impl<'a> Synthesis<'a> {
         }
         // Fallbacks of kinds that cannot apply.
         for kind in [PromptKind::Rewrite, PromptKind::Antisense] {
-            if !templates.by_kind.contains_key(&kind) {
-                templates.by_kind.insert(kind, self.config.template(kind)?);
+            if let Entry::Vacant(slot) = templates.by_kind.entry(kind) {
+                slot.insert(self.config.template(kind)?);
             }
         }
         let mut plans = Vec::new();
@@ -265,7 +266,7 @@ impl<'a> Synthesis<'a> {
                 .positives
                 .iter()
                 .chain(&group.negatives)
-                .any(|c| c.text == text)
+                .any(|c| same_sentence(&c.text, &text))
             {
                 Some(CandidateDrop::Repeated)
             } else {
