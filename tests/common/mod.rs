@@ -7,8 +7,9 @@ pub mod llm_server;
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
+use burn::module::{ModuleMapper, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use gcse::data::batcher::TokenBatch;
 use gcse::model::config::{Architecture, BertConfig, HiddenAct};
 use gcse::model::encoder::{SentenceEncoder, SentenceEncoderConfig};
@@ -226,5 +227,18 @@ pub fn padded_batch<B: Backend>(
         input_ids: int(ids),
         token_type_ids: int(types),
         attention_mask: int(mask),
+    }
+}
+
+/// Adds uniform noise in [-0.3, 0.3] to every parameter (which stays a
+/// leaf that gradients reach).
+pub struct Jitter;
+
+impl<B: Backend> ModuleMapper<B> for Jitter {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|t| {
+            let noise = Tensor::random(t.shape(), Distribution::Uniform(-0.3, 0.3), &t.device());
+            (t + noise).detach().require_grad()
+        })
     }
 }
