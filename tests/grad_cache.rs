@@ -16,7 +16,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn::train::TrainStep;
-use common::{padded_batch, tiny_config};
+use common::{assert_gradients_close, padded_batch, tiny_config};
 use gcse::data::batcher::TokenBatch;
 use gcse::loss::gaussian_decay::{Decay, DecayMode};
 use gcse::model::config::Architecture;
@@ -116,7 +116,6 @@ fn assert_same(
         (loss_a - loss_b).abs() <= tolerance * loss_a.abs(),
         "{what}: loss {loss_a} vs {loss_b}"
     );
-    assert_eq!(grads_a.len(), grads_b.len());
     let with_grad = grads_a
         .iter()
         .filter(|g| g.iter().any(|v| *v != 0.0))
@@ -127,19 +126,7 @@ fn assert_same(
         grads_a.len()
     );
     let largest = grads_a.iter().flatten().fold(0.0f64, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in grads_a.iter().zip(grads_b).enumerate() {
-        assert_eq!(a.len(), b.len(), "{what}: parameter {i}");
-        let scale = a.iter().fold(1e-3 * largest, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f64, f64::max);
-        assert!(
-            worst <= tolerance * scale,
-            "{what}: parameter {i}'s gradients differ by {worst} (scale {scale})"
-        );
-    }
+    assert_gradients_close(what, grads_a, grads_b, 1e-3 * largest, tolerance);
 }
 
 fn stage1_batch(n: usize, vocab: usize) -> TrainBatch<Train> {

@@ -11,7 +11,7 @@ use burn::backend::{Autodiff, NdArray};
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::Tensor;
-use common::{padded_batch, tiny_config, Jitter};
+use common::{assert_gradients_close, padded_batch, tiny_config, Jitter};
 use gcse::model::bert::LastLayer;
 use gcse::model::config::Architecture;
 use gcse::model::encoder::SentenceEncoderConfig;
@@ -70,23 +70,10 @@ fn first_token_last_layer_gives_cls_pooling_the_same_loss_and_gradients() {
         (full_loss - first_loss).abs() <= 1e-10 * full_loss.abs(),
         "{full_loss} vs {first_loss}"
     );
-    assert_eq!(full.len(), first.len());
     let with_grad = full.iter().filter(|g| g.iter().any(|v| *v != 0.0)).count();
     assert!(
         with_grad > 10,
         "only {with_grad} parameters have a gradient"
     );
-    for (i, (a, b)) in full.iter().zip(&first).enumerate() {
-        assert_eq!(a.len(), b.len(), "parameter {i}");
-        let scale = a.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0f64, f64::max);
-        assert!(
-            worst <= 1e-9 * scale,
-            "parameter {i}: gradients differ by {worst} (scale {scale})"
-        );
-    }
+    assert_gradients_close("first token", &full, &first, 1e-3, 1e-9);
 }

@@ -252,16 +252,20 @@ pub fn same_sentence(a: &str, b: &str) -> bool {
 /// (`Label: text`), or an example answer (`Label: {"text": "..."}`), in
 /// the sense of [`same_sentence`]. A text without words copies nothing.
 pub fn is_copied(text: &str, source: &str, prompt: &str) -> bool {
+    let own = words(text);
+    let same = |other: &str| words(other) == own;
     let example = |line: &str| {
         line.split_once(": ").is_some_and(|(_, rest)| {
             let answer = serde_json::from_str::<serde_json::Value>(rest.trim()).ok();
-            match answer.as_ref().and_then(|v| v["text"].as_str()) {
-                Some(answer) => same_sentence(text, answer),
-                None => same_sentence(text, rest),
-            }
+            same(
+                answer
+                    .as_ref()
+                    .and_then(|v| v["text"].as_str())
+                    .unwrap_or(rest),
+            )
         })
     };
-    !words(text).is_empty() && (same_sentence(text, source) || prompt.lines().any(example))
+    !own.is_empty() && (same(source) || prompt.lines().any(example))
 }
 
 /// The sentence of a plain-text answer's first line: the line without

@@ -242,3 +242,29 @@ impl<B: Backend> ModuleMapper<B> for Jitter {
         })
     }
 }
+
+/// Asserts that every parameter's gradient in `b` equals its counterpart
+/// in `a` to within `tolerance`, relative to that parameter's largest
+/// gradient in `a` or to `floor` where that is larger.
+pub fn assert_gradients_close(
+    what: &str,
+    a: &[Vec<f64>],
+    b: &[Vec<f64>],
+    floor: f64,
+    tolerance: f64,
+) {
+    assert_eq!(a.len(), b.len(), "{what}: parameter count");
+    for (i, (a, b)) in a.iter().zip(b).enumerate() {
+        assert_eq!(a.len(), b.len(), "{what}: parameter {i}");
+        let scale = a.iter().fold(floor, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0f64, f64::max);
+        assert!(
+            worst <= tolerance * scale,
+            "{what}: parameter {i}'s gradients differ by {worst} (scale {scale})"
+        );
+    }
+}
