@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{BackendKind, Precision};
+use crate::config::TrainSection;
 use crate::data::corpus::OnBadLine;
 use crate::embed::input::InputFormat;
-use crate::eval::sts::StsTask;
 use crate::model::pooling::Pooling;
 use crate::triplets::candidates::CandidateFormat;
-use crate::triplets::filter::{Fallback, FilterMode, FilterSection};
+use crate::triplets::rule::{Fallback, FilterMode, FilterSection};
 use crate::triplets::Origin;
 
 /// Unsupervised sentence embeddings (SimCSE, GCSE) on Burn: CPU, WGPU or CUDA.
@@ -146,9 +146,9 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Tasks, comma-separated: sts12..sts16, stsb, sickr, and the dev sets
-    /// stsb-dev, sickr-dev [default: the seven test tasks].
-    #[arg(long, value_delimiter = ',')]
-    pub tasks: Vec<StsTask>,
+    /// stsb-dev, sickr-dev [default: the seven STS test tasks].
+    #[arg(long, value_delimiter = ',', value_parser = task_name)]
+    pub tasks: Vec<String>,
     /// SentEval data directory holding STS/ and SICK/ [default:
     /// $GCSE_DATA/senteval, else ../shared/data/senteval].
     #[arg(long)]
@@ -156,6 +156,11 @@ pub struct EvalArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+}
+
+/// An evaluation task's registered name.
+fn task_name(name: &str) -> Result<String, String> {
+    crate::eval::registry::canonical(name).map(str::to_string)
 }
 
 /// `gcse embed`.
@@ -231,25 +236,27 @@ pub struct FilterArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// The rule: threshold (Eq. 10-11), none (no filtering), random.
-    #[arg(long, value_enum, default_value_t = FilterMode::Threshold)]
+    #[arg(long, value_enum, default_value_t = FilterSection::default().mode)]
     pub mode: FilterMode,
     /// Lowest cosine for a positive (paper: 0.9).
-    #[arg(long, default_value_t = 0.80)]
+    #[arg(long, default_value_t = FilterSection::default().alpha)]
     pub alpha: f64,
     /// A negative must score below this cosine.
-    #[arg(long, default_value_t = 0.75)]
+    #[arg(long, default_value_t = FilterSection::default().beta)]
     pub beta: f64,
     /// Which source a missing negative falls back to.
-    #[arg(long, value_enum, default_value_t = Fallback::Offset)]
+    #[arg(long, value_enum, default_value_t = FilterSection::default().fallback)]
     pub fallback: Fallback,
     /// Rows between a source and its offset fallback.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = FilterSection::default().fallback_offset)]
     pub fallback_offset: usize,
-    /// Drop rejected negatives instead of keeping them as extra rows.
+    /// Drop rejected negatives instead of keeping them as extra rows (kept
+    /// by default).
     #[arg(long)]
     pub no_extra_rows: bool,
-    /// Seed of the random fallback.
-    #[arg(long, default_value_t = 42)]
+    /// Seed of the random fallback (an experiment file's default is its
+    /// `train.seed`, whose default this is).
+    #[arg(long, default_value_t = TrainSection::default().seed)]
     pub seed: u64,
     /// A malformed line: error (naming it) or skip (counted).
     #[arg(long, value_enum, default_value_t = OnBadLine::Error)]

@@ -1,8 +1,11 @@
 //! gcse: unsupervised sentence-embedding training (SimCSE, GCSE) on Burn.
 //!
-//! Data flows one way: text ([`data`]) → encoder ([`model`]) → vectors
-//! ([`embed`]) → scores ([`eval`]). Backend choice lives in [`backend`] alone;
-//! everything else is generic over Burn's `Backend`.
+//! Data flows one way: text ([`data`]) → encoder ([`model`]) → the
+//! objective's loss ([`objective`], [`loss`]) in the loop ([`train`]) →
+//! vectors ([`embed`]) → scores ([`eval`]). A concrete backend is named in
+//! [`backend`] alone, an objective in [`objective::registry`] alone, an
+//! evaluation task in [`eval::registry`] alone; everything else is generic.
+//! `docs/architecture.md` maps the modules.
 
 pub mod atomic;
 pub mod backend;
@@ -15,11 +18,14 @@ pub mod data;
 pub mod embed;
 pub mod error;
 pub mod eval;
+pub mod json_file;
 pub mod loss;
 pub mod model;
+pub mod objective;
 pub mod plot;
 pub mod progress;
 pub mod rng;
+pub mod run_dir;
 pub mod synth;
 pub mod train;
 pub mod triplets;

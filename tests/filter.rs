@@ -1,10 +1,11 @@
-//! Filtering (method.md "Filtering", paper Eq. 10-11) on hand-made candidates
+//! Filtering (docs/method.md "Filtering", paper Eq. 10-11) on hand-made candidates
 //! with known scores, and bad candidate / triplet files.
 
 use std::path::PathBuf;
 
 use gcse::triplets::candidates::{read_all, Candidate, CandidateGroup, CandidateSpec};
-use gcse::triplets::filter::{select, Fallback, FilterMode, FilterSection, GroupScores};
+use gcse::triplets::filter::select;
+use gcse::triplets::rule::{Fallback, FilterMode, FilterSection, GroupScores};
 use gcse::triplets::triplet::{read_triplets, TripletSpec};
 use gcse::triplets::Origin;
 

@@ -7,6 +7,7 @@
 //! one CPU to another) stay far below the tolerance.
 
 mod common;
+mod toy;
 
 use std::sync::Mutex;
 
@@ -15,15 +16,16 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use burn::train::TrainStep;
 use common::{assert_gradients_close, padded_batch, tiny_config};
 use gcse::data::batcher::TokenBatch;
-use gcse::loss::gaussian_decay::{Decay, DecayMode};
+use gcse::loss::gaussian_decay::{Decay, DecayMode, GaussianDecayLoss};
+use gcse::loss::infonce::TwoViewInfoNce;
+use gcse::loss::BatchLoss;
 use gcse::model::config::Architecture;
 use gcse::model::encoder::SentenceEncoderConfig;
 use gcse::model::lazy::materialise;
 use gcse::model::pooling::Pooling;
-use gcse::train::model::{ContrastiveModel, Objective, TrainBatch};
+use gcse::train::step::{ContrastiveModel, TrainBatch};
 
 type Inner = NdArray<f64>;
 type Train = Autodiff<Inner>;
@@ -39,10 +41,12 @@ fn padded_tokens(rows: usize, vocab: usize, pad: i64) -> TokenBatch<Train> {
     padded_batch(&lengths, vocab, pad, 1, &Default::default())
 }
 
-/// A tiny encoder with dropout `dropout`, trained with `objective` at
-/// temperature 0.5 (cosine logits spread over [-2, 2]), its parameters
-/// drawn now (not at the first forward pass, from a dropout seed).
-fn model(dropout: f64, objective: Objective) -> ContrastiveModel<Train> {
+/// Temperature of the losses: cosine logits spread over [-2, 2].
+const TEMPERATURE: f64 = 0.5;
+
+/// A tiny encoder with dropout `dropout`, its parameters drawn now (not at
+/// the first forward pass, from a dropout seed).
+fn model(dropout: f64) -> ContrastiveModel<Train> {
     let device = Default::default();
     Train::seed(&device, 11);
     let mut config = tiny_config(Architecture::Bert);
@@ -51,9 +55,6 @@ fn model(dropout: f64, objective: Objective) -> ContrastiveModel<Train> {
     let model = ContrastiveModel {
         encoder: SentenceEncoderConfig::new(config).init(&device),
         pooling: Pooling::Cls,
-        temperature: 0.5,
-        objective,
-        grad_cache: None,
     };
     materialise(&model);
     model
@@ -73,26 +74,33 @@ impl ModuleVisitor<Train> for Collect<'_> {
     }
 }
 
-/// The step's loss and every parameter's gradient.
-fn run(model: &ContrastiveModel<Train>, batch: &TrainBatch<Train>) -> (f64, Vec<Vec<f64>>) {
-    let output = model.step(batch.clone());
+/// The step's loss and every parameter's gradient, with GradCache in chunks
+/// of `grad_cache` rows or without.
+fn run<L: BatchLoss>(
+    model: &ContrastiveModel<Train>,
+    loss: &L,
+    batch: &TrainBatch<Train, L::Constants<Train>>,
+    grad_cache: Option<usize>,
+) -> (f64, Vec<Vec<f64>>) {
+    let output = model.step(loss, batch, grad_cache);
     let mut visitor = Collect {
         grads: &output.grads,
         out: Vec::new(),
     };
     model.visit(&mut visitor);
-    (output.item.loss.into_scalar(), visitor.out)
+    (output.item.read().0, visitor.out)
 }
 
 /// The loss and gradients of `ContrastiveModel::embed` in chunks of `chunk`,
 /// every chunk's graph held at once: what GradCache must reproduce.
-fn chunked_with_graph(
+fn chunked_with_graph<L: BatchLoss>(
     model: &ContrastiveModel<Train>,
-    batch: &TrainBatch<Train>,
+    loss: &L,
+    batch: &TrainBatch<Train, L::Constants<Train>>,
     chunk: usize,
 ) -> (f64, Vec<Vec<f64>>) {
     let z = model.embed(&batch.tokens, batch.dropout_seed, chunk);
-    let loss = model.loss_of(z, batch.frozen.clone()).loss;
+    let loss = loss.loss(z, &batch.constants).loss;
     let value = loss.clone().into_scalar();
     let grads = GradientsParams::from_grads(loss.backward(), model);
     let mut visitor = Collect {
@@ -129,7 +137,7 @@ fn assert_same(
     assert_gradients_close(what, grads_a, grads_b, 1e-3 * largest, tolerance);
 }
 
-fn stage1_batch(n: usize, vocab: usize) -> TrainBatch<Train> {
+fn stage1_batch(n: usize, vocab: usize) -> TrainBatch<Train, ()> {
     let once = padded_tokens(n, vocab, 0);
     let twice = |t: &Tensor<Train, 2, Int>| Tensor::cat(vec![t.clone(), t.clone()], 0);
     TrainBatch {
@@ -138,20 +146,32 @@ fn stage1_batch(n: usize, vocab: usize) -> TrainBatch<Train> {
             token_type_ids: twice(&once.token_type_ids),
             attention_mask: twice(&once.attention_mask),
         },
-        frozen: None,
+        constants: (),
         dropout_seed: 7,
     }
 }
 
-fn stage2_batch(n: usize, vocab: usize) -> TrainBatch<Train> {
+fn stage2_batch(n: usize, vocab: usize) -> TrainBatch<Train, Tensor<Train, 1>> {
     let frozen: Vec<f64> = (0..n).map(|i| (i as f64 * 0.9) % 3.0 - 1.5).collect();
     TrainBatch {
         tokens: padded_tokens(3 * n, vocab, 0),
-        frozen: Some(Tensor::from_data(
-            TensorData::new(frozen, [n]),
-            &Default::default(),
-        )),
+        constants: Tensor::from_data(TensorData::new(frozen, [n]), &Default::default()),
         dropout_seed: 9,
+    }
+}
+
+/// GradCache in chunks of 1, 3, 4 and the whole batch against the plain
+/// step, dropout off.
+fn check_without_dropout<L: BatchLoss>(
+    what: &str,
+    loss: &L,
+    batch: &TrainBatch<Train, L::Constants<Train>>,
+) {
+    let model = model(0.0);
+    let plain = run(&model, loss, batch, None);
+    for chunk in [1, 3, 4, batch.tokens.rows()] {
+        let cached = run(&model, loss, batch, Some(chunk));
+        assert_same(&format!("{what}, chunks of {chunk}"), &plain, &cached, 1e-8);
     }
 }
 
@@ -159,27 +179,24 @@ fn stage2_batch(n: usize, vocab: usize) -> TrainBatch<Train> {
 fn grad_cache_gives_the_plain_steps_loss_and_gradients_without_dropout() {
     let _stream = RANDOM_STREAM.lock().unwrap();
     let vocab = tiny_config(Architecture::Bert).vocab_size;
-    let decay = Decay {
-        mode: DecayMode::Paper,
-        width: 1.0,
+    let simcse = TwoViewInfoNce {
+        temperature: TEMPERATURE,
     };
-    for (objective, batch) in [
-        (Objective::Simcse, stage1_batch(5, vocab)),
-        (Objective::Gcse(decay), stage2_batch(4, vocab)),
-    ] {
-        let mut model = model(0.0, objective);
-        let plain = run(&model, &batch);
-        for chunk in [1, 3, 4, batch.tokens.rows()] {
-            model.grad_cache = Some(chunk);
-            let cached = run(&model, &batch);
-            assert_same(
-                &format!("{objective:?}, chunks of {chunk}"),
-                &plain,
-                &cached,
-                1e-8,
-            );
-        }
-    }
+    check_without_dropout("SimCSE", &simcse, &stage1_batch(5, vocab));
+    let gcse = GaussianDecayLoss {
+        temperature: TEMPERATURE,
+        decay: Decay {
+            mode: DecayMode::Paper,
+            width: 1.0,
+        },
+    };
+    check_without_dropout("GCSE", &gcse, &stage2_batch(4, vocab));
+    // An objective gcse does not know (tests/toy) gets GradCache too.
+    let symmetric = toy::SymmetricInfoNce {
+        temperature: TEMPERATURE,
+        backward_weight: 0.3,
+    };
+    check_without_dropout("toy symmetric InfoNCE", &symmetric, &stage1_batch(5, vocab));
 }
 
 #[test]
@@ -187,17 +204,19 @@ fn grad_cache_replays_each_chunks_dropout() {
     let _stream = RANDOM_STREAM.lock().unwrap();
     let vocab = tiny_config(Architecture::Bert).vocab_size;
     let batch = stage1_batch(6, vocab);
-    let mut model = model(0.3, Objective::Simcse);
-    let without_dropout = run(&self::model(0.0, Objective::Simcse), &batch).0;
+    let loss = TwoViewInfoNce {
+        temperature: TEMPERATURE,
+    };
+    let model = model(0.3);
+    let without_dropout = run(&self::model(0.0), &loss, &batch, None).0;
     for chunk in [2, 5] {
-        let reference = chunked_with_graph(&model, &batch, chunk);
+        let reference = chunked_with_graph(&model, &loss, &batch, chunk);
         assert!(
             (reference.0 - without_dropout).abs() > 1e-3,
             "dropout changed nothing ({} vs {without_dropout})",
             reference.0
         );
-        model.grad_cache = Some(chunk);
-        let cached = run(&model, &batch);
+        let cached = run(&model, &loss, &batch, Some(chunk));
         assert_same(&format!("chunks of {chunk}"), &reference, &cached, 1e-8);
     }
 }

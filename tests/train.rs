@@ -3,6 +3,7 @@
 //! selection, and export.
 
 mod common;
+mod toy;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use common::{gcse, temp_dir, write_tiny_model, TINY_WORDS};
 use gcse::model::config::Architecture;
+use gcse::train::metrics_log::{read_log, EvalEntry, LogEntry, StatsEntry};
 
 /// Writes an experiment file and returns its path; `model_keys` go into
 /// `[model]`, `extra` after the data.
@@ -42,19 +44,48 @@ fn write_experiment(dir: &Path, text: &str) -> PathBuf {
     path
 }
 
-/// The `kind = "step"` entries of a run's metrics.jsonl, as (step, loss).
+/// Every entry of a run's metrics.jsonl; every line must be one.
+fn entries(run: &Path) -> Vec<LogEntry> {
+    let path = run.join("metrics.jsonl");
+    let entries = read_log(&path).unwrap();
+    let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+    assert_eq!(
+        entries.len(),
+        lines,
+        "every line of {} is an entry",
+        path.display()
+    );
+    entries
+}
+
+/// The step entries of a run's metrics.jsonl, as (step, loss).
 fn losses(run: &Path) -> Vec<(u64, f64)> {
-    entries(run, "step")
+    entries(run)
         .iter()
-        .map(|e| (e["step"].as_u64().unwrap(), e["loss"].as_f64().unwrap()))
+        .filter_map(|e| match e {
+            LogEntry::Step(s) => Some((s.step as u64, s.loss)),
+            _ => None,
+        })
         .collect()
 }
 
-fn entries(run: &Path, kind: &str) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    text.lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-        .filter(|e| e["kind"] == kind)
+fn evals(run: &Path) -> Vec<EvalEntry> {
+    entries(run)
+        .into_iter()
+        .filter_map(|e| match e {
+            LogEntry::Eval(e) => Some(e),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stats(run: &Path, kind: &str) -> Vec<StatsEntry> {
+    entries(run)
+        .into_iter()
+        .filter_map(|e| match e {
+            LogEntry::Stats(s) if s.kind == kind => Some(s),
+            _ => None,
+        })
         .collect()
 }
 
@@ -339,15 +370,9 @@ keep_last = 1
     let config = experiment(&dir, &model, &sentences, "max_len = 16", &extra);
     let run = dir.join("run");
     train(&config, &["--backend", "cpu"]);
-    let evals = entries(&run, "eval");
-    let scored: Vec<(u64, f64)> = evals
+    let scored: Vec<(u64, f64)> = evals(&run)
         .iter()
-        .map(|e| {
-            (
-                e["step"].as_u64().unwrap(),
-                e["spearman"]["sickr-dev"].as_f64().unwrap(),
-            )
-        })
+        .map(|e| (e.step as u64, e.primary("sickr-dev").unwrap()))
         .collect();
     assert_eq!(
         scored.iter().map(|s| s.0).collect::<Vec<_>>(),
@@ -465,7 +490,7 @@ fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
             .to_string_lossy()
             .starts_with("synth-");
         if path.extension().is_some_and(|e| e == "toml") && !synthesis {
-            let config = gcse::config::TrainConfig::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let config = gcse::objective::registry::load(&path).unwrap_or_else(|e| panic!("{e}"));
             names.push(path.file_name().unwrap().to_string_lossy().into_owned());
             if common::senteval_dir("every_shipped_experiment_file_finds_its_data").is_some() {
                 for source in config.data.domain.iter().chain(&config.data.general) {
@@ -539,7 +564,7 @@ fn stage2_setup(dir: &Path, decay: &str) -> PathBuf {
     std::fs::write(&input, candidates.join("\n") + "\n").unwrap();
     let text = format!(
         r#"run_dir = "{run}"
-stage = "gcse"
+objective = "gcse"
 [model]
 path = "{model}"
 max_len = 16
@@ -551,7 +576,7 @@ path = "{input}"
 [filter]
 alpha = 0.5
 beta = 0.9
-[stage2]
+[gcse]
 decay = "{decay}"
 [train]
 batch_size = 4
@@ -588,34 +613,33 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
         let triplets = std::fs::read_to_string(run.join("triplets.jsonl")).unwrap();
         assert_eq!(report["sources"], 12);
         assert!(run.join("decay.png").is_file(), "the decay plot");
+        assert!(
+            run.join("teachers/frozen.npy").is_file(),
+            "the frozen model's vectors, cached"
+        );
         assert_eq!(
             report["triplets"].as_u64().unwrap() as usize,
             triplets.lines().count()
         );
         let whole = losses(&run);
-        let decays = entries(&run, "decay");
+        let decays = stats(&run, "decay");
         assert_eq!(decays.len(), whole.len());
         assert!(whole.len() >= 4, "{whole:?}");
         for d in &decays {
-            let counts: u64 = d["weights"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_u64().unwrap())
-                .sum();
+            let counts: u64 = d.histogram("weights").unwrap().iter().sum();
             assert_eq!(counts, 4, "one weight per triplet of the batch");
         }
         // Without dropout the student starts as the frozen model: at step 1
         // both score every own hard negative alike (s = s').
         let first = &decays[0];
-        assert!(first["mean_gap"].as_f64().unwrap().abs() < 1e-3, "{first}");
-        let weight = first["mean_weight"].as_f64().unwrap();
+        assert!(first.scalar("mean_gap").unwrap().abs() < 1e-3, "{first:?}");
+        let weight = first.scalar("mean_weight").unwrap();
         match decay {
             // s = s' decays every own hard negative fully (the official mode
             // only where s <= s', which rounding decides at a tie).
-            "paper" => assert!(weight < 1e-3, "{first}"),
-            "official" => assert!(weight < 1.0, "{first}"),
-            _ => assert_eq!(weight, 1.0, "{first}"),
+            "paper" => assert!(weight < 1e-3, "{first:?}"),
+            "official" => assert!(weight < 1.0, "{first:?}"),
+            _ => assert_eq!(weight, 1.0, "{first:?}"),
         }
         first_losses.push(whole[0].1);
         if decay == "official" {
@@ -642,4 +666,221 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
         first_losses[1],
         first_losses[2]
     );
+}
+
+/// A toy objective and a toy evaluator (tests/toy), neither known to gcse,
+/// go through the library's loop as they are: their statistics and scores
+/// land in metrics.jsonl, the dashboard, the plots and the selection of the
+/// best model (by a metric that is better when lower), and a stopped run
+/// resumes with the losses of an uninterrupted one.
+#[test]
+fn a_toy_objective_and_evaluator_run_through_the_generic_loop() {
+    use burn::backend::{Autodiff, NdArray};
+    use burn::train::Interrupter;
+    use gcse::dashboard::renderer::LogRenderer;
+    use gcse::dashboard::screenshot::render_cells;
+    use gcse::eval::evaluator::Evaluator;
+    use gcse::run_dir::RunDir;
+    use gcse::train::plots::{replay, write_run_plots};
+    use gcse::train::run::{TrainOutcome, Trainer};
+    use toy::{PairDistance, Symmetric, SymmetricConfig};
+
+    let dir = temp_dir("plugins");
+    let (model, sentences) = tiny_setup(&dir);
+    let path = experiment(&dir, &model, &sentences, "max_len = 16", RESUMABLE);
+    let mut config = gcse::objective::registry::load(&path).unwrap();
+    config.eval.tasks = vec!["pair-distance".into()];
+    config.eval.select_by = "pair-distance".into();
+    config.eval.every_steps = 3;
+    let lines: Vec<String> = std::fs::read_to_string(&sentences)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let evaluators = || -> Vec<Box<dyn Evaluator>> {
+        let pairs = lines
+            .chunks(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        vec![Box::new(PairDistance { pairs })]
+    };
+    let objective = SymmetricConfig {
+        backward_weight: 0.3,
+    };
+    let device = Default::default();
+    let train = |resume: bool, stop_after: Option<usize>| -> (String, TrainOutcome) {
+        let mut trainer = Trainer::<Autodiff<NdArray<f32>>, Symmetric>::prepare(
+            config.clone(),
+            &objective,
+            evaluators(),
+            resume,
+            "cpu",
+            &device,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        trainer.stop_after = stop_after;
+        let mut out = Vec::new();
+        let outcome = {
+            let mut log = LogRenderer::new(trainer.dashboard(), 1, &mut out);
+            trainer.run(&mut log, &Interrupter::new()).unwrap()
+        };
+        (String::from_utf8(out).unwrap(), outcome)
+    };
+
+    let run = dir.join("run");
+    let (printed, outcome) = train(false, None);
+    assert!(printed.contains("eval step 3: pair-distance"), "{printed}");
+    let whole = losses(&run);
+    assert_eq!(whole.len(), 9);
+    let stats = stats(&run, "symmetric");
+    assert_eq!(stats.len(), 9, "one statistics entry a step");
+    for s in &stats {
+        let cosine = s.scalar("mean_positive").unwrap();
+        assert!((-1.0..=1.0).contains(&cosine), "{s:?}");
+        let counts: u64 = s.histogram("positives").unwrap().iter().sum();
+        assert_eq!(counts, 8, "one positive cosine per sentence of the batch");
+    }
+    let scored: Vec<(usize, f64)> = evals(&run)
+        .iter()
+        .map(|e| (e.step, e.primary("pair-distance").unwrap()))
+        .collect();
+    assert_eq!(scored.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 3, 6, 9]);
+    let (best_step, best) = scored
+        .iter()
+        .fold((0, f64::MAX), |acc, &s| if s.1 < acc.1 { s } else { acc });
+    assert_eq!(outcome.best, Some((best, best_step)), "the lowest distance");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/gcse.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["provenance"]["step"], best_step);
+    assert_eq!(meta["provenance"]["distance"], best);
+    assert_eq!(meta["provenance"]["selected_by"], "pair-distance");
+
+    // The plots and the dashboard, from the log alone.
+    let saved = gcse::objective::registry::read(&run.join("config.toml")).unwrap();
+    assert_eq!(saved.objective.name, "symmetric");
+    assert_eq!(
+        saved.objective.settings["backward_weight"].as_float(),
+        Some(0.3)
+    );
+    write_run_plots(&RunDir::new(&run), &saved, None).unwrap();
+    for file in ["symmetric.png", "loss.png", "sts_dev.png", "dashboard.png"] {
+        assert!(run.join(file).is_file(), "{file}");
+    }
+    let state = replay(&saved, &read_log(&run.join("metrics.jsonl")).unwrap(), None);
+    assert_eq!(state.stats["mean_positive"].len(), 9);
+    assert_eq!(state.histogram.iter().sum::<u64>(), 8);
+    assert_eq!(state.best(), Some((best_step as f64, best)));
+    let screen = |state: &gcse::dashboard::state::DashboardState| -> String {
+        let cells = render_cells(state, 120, 36);
+        (0..36)
+            .map(|y| (0..120).map(|x| cells[(x, y)].symbol()).collect::<String>() + "\n")
+            .collect()
+    };
+    let overview = screen(&state);
+    for expected in [
+        "toy dev │ symmetric InfoNCE",
+        "positive cosines, last",
+        &format!("dev cosine distance · best pair-distance {best:.2} @ step {best_step}"),
+    ] {
+        assert!(
+            overview.contains(expected),
+            "missing {expected:?} in\n{overview}"
+        );
+    }
+    let mut full = state.clone();
+    full.view = gcse::dashboard::state::View::Stats;
+    let panel = screen(&full);
+    assert!(panel.contains("mean positive cosine"), "{panel}");
+
+    // Stopped after 4 steps and resumed: the same run.
+    std::fs::remove_dir_all(&run).unwrap();
+    let (_, stopped) = train(false, Some(4));
+    assert!(stopped.interrupted);
+    train(true, None);
+    assert_same_losses(&losses(&run), &whole, 1e-5, "toy objective, resumed");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A frozen teacher's vectors are computed once and read back from their
+/// cache while the sentences are the same; a teacher with dropout draws its
+/// masks from the seed it is given.
+#[test]
+fn teacher_vectors_are_cached_and_dropout_teachers_are_seeded() {
+    use burn::backend::{Autodiff, NdArray};
+    use gcse::embed::npy::write_npy;
+    use gcse::model::pooling::Pooling;
+    use gcse::objective::teacher::{Teacher, TeacherSpec};
+
+    type B = Autodiff<NdArray<f32>>;
+    let dir = temp_dir("teacher");
+    let (model, sentences) = tiny_setup(&dir);
+    let text = std::fs::read_to_string(&sentences).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let device = Default::default();
+    let spec = TeacherSpec {
+        path: model.display().to_string(),
+        pooling: Pooling::Avg,
+        max_len: Some(16),
+        dropout: 0.0,
+    };
+    let frozen = Teacher::<B>::load(&spec, &device).unwrap();
+    let stem = dir.join("teachers/frozen");
+    let first = frozen.cached_vectors(&lines, &stem, 5).unwrap();
+    assert_eq!(first.rows(), lines.len());
+    assert!(stem.with_extension("npy").is_file() && stem.with_extension("json").is_file());
+    let direct = frozen
+        .embedder(64)
+        .embed(&lines, &indicatif::ProgressBar::hidden())
+        .unwrap();
+    for i in 0..lines.len() {
+        let cos = gcse::embed::embedder::cosine(first.row(i), direct.row(i));
+        assert!(cos > 1.0 - 1e-6, "sentence {i}: {cos}");
+    }
+    // Read back, not recomputed: a marked cache comes back as it is.
+    let mut marked = first.clone();
+    marked.data.iter_mut().for_each(|v| *v = 0.5);
+    write_npy(&stem.with_extension("npy"), &marked).unwrap();
+    assert_eq!(
+        frozen.cached_vectors(&lines, &stem, 5).unwrap().data,
+        marked.data
+    );
+    // Other sentences, or another teacher, replace it.
+    let fewer = frozen.cached_vectors(&lines[1..], &stem, 5).unwrap();
+    assert_eq!(fewer.rows(), lines.len() - 1);
+    assert_eq!(fewer.row(0), direct.row(1));
+    let cls = Teacher::<B>::load(
+        &TeacherSpec {
+            pooling: Pooling::ClsBeforePooler,
+            ..spec.clone()
+        },
+        &device,
+    )
+    .unwrap();
+    assert_ne!(
+        cls.cached_vectors(&lines[1..], &stem, 5).unwrap().data,
+        fewer.data
+    );
+
+    let noisy = Teacher::<B>::load(
+        &TeacherSpec {
+            dropout: 0.3,
+            ..spec
+        },
+        &device,
+    )
+    .unwrap();
+    let a = noisy.noisy_vectors(&lines, 1).unwrap();
+    assert_eq!(a, noisy.noisy_vectors(&lines, 1).unwrap(), "the same seed");
+    assert_ne!(
+        a.data,
+        noisy.noisy_vectors(&lines, 2).unwrap().data,
+        "another seed"
+    );
+    assert_ne!(a.data, direct.data, "dropout on");
+    let still = frozen.noisy_vectors(&lines, 1).unwrap();
+    for i in 0..lines.len() {
+        assert!(gcse::embed::embedder::cosine(still.row(i), direct.row(i)) > 1.0 - 1e-6);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,12 +3,8 @@
 //! writes the same fields, so the two files compare field by field.
 
 use std::fmt;
-use std::io::Write;
-use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-
-use crate::error::Result;
 
 /// Order statistics of the timed steps, in seconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -141,12 +137,6 @@ impl BenchReport {
             peak_device_bytes: None,
             grad_cache_chunk: None,
         })
-    }
-
-    /// Writes the report as pretty JSON (atomically).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self).expect("a report serializes");
-        crate::atomic::write_atomic(path, |out| out.write_all(text.as_bytes()))
     }
 }
 

@@ -7,14 +7,13 @@ use std::time::Instant;
 use burn::optim::{AdamWConfig, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
-use burn::train::metric::ItemLazy;
-use burn::train::TrainStep;
 
 use crate::data::batcher::TokenBatch;
+use crate::loss::infonce::TwoViewInfoNce;
 use crate::model::encoder::SentenceEncoder;
 use crate::model::pooling::Pooling;
 use crate::rng::SplitMix64;
-use crate::train::model::{ContrastiveModel, Objective, TrainBatch};
+use crate::train::step::{ContrastiveModel, TrainBatch};
 
 /// The shape of a benchmark run.
 #[derive(Debug, Clone, Copy)]
@@ -79,9 +78,9 @@ pub fn train<B: AutodiffBackend>(
     let mut model = ContrastiveModel {
         encoder,
         pooling: Pooling::Cls,
+    };
+    let loss_fn = TwoViewInfoNce {
         temperature: TEMPERATURE,
-        objective: Objective::Simcse,
-        grad_cache: shape.grad_cache,
     };
     let mut optim = AdamWConfig::new()
         .with_epsilon(1e-8)
@@ -93,13 +92,13 @@ pub fn train<B: AutodiffBackend>(
     for step in 0..shape.warmup + shape.steps {
         let batch = TrainBatch {
             tokens: tokens.clone(),
-            frozen: None,
+            constants: (),
             dropout_seed: SplitMix64::derived(shape.seed, &[step as u64]).next_u64(),
         };
         let start = Instant::now();
-        let output = model.step(batch);
+        let output = model.step(&loss_fn, &batch, shape.grad_cache);
         model = optim.step(LEARNING_RATE, model, output.grads);
-        loss = output.item.sync().loss;
+        loss = output.item.read().0;
         times.push(start.elapsed().as_secs_f64());
     }
     (times, loss)

@@ -3,14 +3,12 @@
 //! per trial batch, each in a child process, and reports the largest batch
 //! within the budget.
 
-use std::io::Write;
 use std::path::Path;
 
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use clap::ValueEnum;
 
-use crate::atomic::write_atomic;
 use crate::backend::BackendTask;
 use crate::bench::max_batch::{Outcome, Search};
 use crate::bench::report::{gib, BenchReport};
@@ -18,6 +16,7 @@ use crate::bench::workload::{self, Shape};
 use crate::bench::{flops, preset, PRESETS};
 use crate::cli::{BenchArgs, BenchWorkload};
 use crate::error::{Error, Result};
+use crate::json_file::write_json;
 use crate::model::config::BertConfig;
 use crate::model::encoder::{SentenceEncoder, SentenceEncoderConfig};
 use crate::model::hub::resolve_model;
@@ -133,16 +132,17 @@ pub fn max_batch(args: &BenchArgs) -> Result<()> {
         None => println!("no training batch of {what} from 8 up fits"),
     }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&serde_json::json!({
-            "model": args.model,
-            "seq_len": args.seq_len,
-            "backend": backend,
-            "precision": args.precision.to_string(),
-            "grad_cache_chunk": args.grad_cache_chunk,
-            "outcome": outcome,
-        }))
-        .expect("an outcome serializes");
-        write_atomic(path, |out| out.write_all(text.as_bytes()))?;
+        write_json(
+            path,
+            &serde_json::json!({
+                "model": args.model,
+                "seq_len": args.seq_len,
+                "backend": backend,
+                "precision": args.precision.to_string(),
+                "grad_cache_chunk": args.grad_cache_chunk,
+                "outcome": outcome,
+            }),
+        )?;
     }
     Ok(())
 }

@@ -6,7 +6,8 @@ use super::InferenceModel;
 use crate::backend::BackendTask;
 use crate::cli::EmbedArgs;
 use crate::embed::input::{read_input, InputFormat};
-use crate::embed::output::{write_jsonl, write_npy, OutputFormat};
+use crate::embed::npy::write_npy;
+use crate::embed::output::{write_jsonl, OutputFormat};
 use crate::error::Result;
 
 /// `gcse embed` on a chosen backend.

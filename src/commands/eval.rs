@@ -1,14 +1,16 @@
-//! `gcse eval`: the STS table of a model.
+//! `gcse eval`: the results table of a model on any registered tasks (by
+//! default the seven STS test tasks).
 
 use burn::tensor::backend::AutodiffBackend;
 
 use super::InferenceModel;
-use crate::atomic::write_atomic;
 use crate::backend::BackendTask;
 use crate::cli::EvalArgs;
 use crate::data::data_root;
 use crate::error::Result;
-use crate::eval::sts::{evaluate, StsTask};
+use crate::eval::evaluator::{evaluate, EvalData};
+use crate::eval::registry::{self, TEST_SUITE};
+use crate::json_file::write_json;
 
 /// `gcse eval` on a chosen backend.
 pub struct EvalTask {
@@ -24,19 +26,21 @@ impl BackendTask for EvalTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
         let args = self.args;
         let tasks = if args.tasks.is_empty() {
-            StsTask::TEST_SUITE.to_vec()
+            TEST_SUITE.iter().map(|t| t.to_string()).collect()
         } else {
             args.tasks.clone()
         };
-        let data = args
-            .data
-            .clone()
-            .unwrap_or_else(|| data_root().join("senteval"));
+        let data = EvalData {
+            senteval: args
+                .data
+                .clone()
+                .unwrap_or_else(|| data_root().join("senteval")),
+        };
+        let evaluators = registry::load(&tasks, &data)?;
         let model = InferenceModel::<B::InnerBackend>::load(&args.model, &device)?;
         let report = evaluate(
             &model.embedder(args.model.batch_size, &device)?,
-            &tasks,
-            &data,
+            &evaluators,
         )?;
         println!("{}", report.table());
         println!(
@@ -51,10 +55,7 @@ impl BackendTask for EvalTask {
                 "max_len": model.model.tokenizer.max_len(),
                 "results": report,
             });
-            write_atomic(path, |w| {
-                serde_json::to_writer_pretty(&mut *w, &json)?;
-                Ok(())
-            })?;
+            write_json(path, &json)?;
         }
         Ok(())
     }

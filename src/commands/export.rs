@@ -6,14 +6,14 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::BackendTask;
 use crate::cli::ExportArgs;
-use crate::config::TrainConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::json_file::read_json;
 use crate::model::export::{write_model_folder, FolderMeta};
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
-use crate::train::checkpoint::Checkpoints;
-use crate::train::model::ContrastiveModel;
-use crate::train::run::files;
+use crate::objective::registry;
+use crate::run_dir::RunDir;
+use crate::train::step::ContrastiveModel;
 
 /// `gcse export` on a chosen backend.
 pub struct ExportTask {
@@ -25,18 +25,12 @@ impl BackendTask for ExportTask {
     type Output = Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let run = &self.args.run;
-        let config = TrainConfig::load(&run.join(files::CONFIG))?;
+        let run = RunDir::new(&self.args.run);
+        let config = registry::read(&run.config())?;
         let (encoder, source, meta) = match self.args.step {
             None => {
-                let best = run.join(files::BEST);
-                let meta_path = best.join("gcse.json");
-                let text =
-                    std::fs::read_to_string(&meta_path).map_err(|e| Error::io(&meta_path, e))?;
-                let meta: FolderMeta = serde_json::from_str(&text).map_err(|e| Error::Config {
-                    path: meta_path.clone(),
-                    message: e.to_string(),
-                })?;
+                let best = run.best();
+                let meta: FolderMeta = read_json(&best.join("gcse.json"))?;
                 let model = LoadedModel::<B::InnerBackend>::from_dir(
                     &best,
                     &LoadOptions::default(),
@@ -51,15 +45,16 @@ impl BackendTask for ExportTask {
                     dropout: None,
                 };
                 let start = LoadedModel::<B::InnerBackend>::from_dir(&source, &options, &device)?;
-                let model = ContrastiveModel::new(start.encoder, &config);
-                let encoder = Checkpoints::new(run)
-                    .load_model(step, model, &device)?
-                    .encoder;
+                let model = ContrastiveModel {
+                    encoder: start.encoder,
+                    pooling: config.model.pooling,
+                };
+                let encoder = run.checkpoints().load_model(step, model, &device)?.encoder;
                 let meta = FolderMeta {
                     pooling: config.model.eval_pooling,
                     max_len: config.model.max_len,
                     provenance: serde_json::json!({
-                        "run_dir": run, "step": step, "source_model": config.model.path,
+                        "run_dir": run.root(), "step": step, "source_model": config.model.path,
                     }),
                 };
                 (encoder, source, meta)

@@ -7,14 +7,14 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::BackendTask;
 use crate::cli::FilterArgs;
-use crate::config::TrainConfig;
 use crate::error::Result;
-use crate::model::hub::RUN_CONFIG;
+use crate::json_file::{write_json, write_jsonl};
 use crate::model::pooling::Pooling;
-use crate::train::frozen::FrozenModel;
+use crate::objective::registry;
+use crate::objective::teacher::{Teacher, TeacherSpec};
+use crate::run_dir::RunDir;
 use crate::triplets::candidates::{read_all, CandidateSpec};
 use crate::triplets::filter::{score, select};
-use crate::triplets::triplet::write_triplets;
 
 /// `gcse filter` on a chosen backend.
 pub struct FilterTask {
@@ -51,28 +51,35 @@ impl BackendTask for FilterTask {
         );
         let scores = if rule.needs_scores() {
             // A run directory scores with its training pooling and length.
-            let run = Path::new(&args.model).join(RUN_CONFIG);
-            let run = run.is_file().then(|| TrainConfig::load(&run)).transpose()?;
+            let run = RunDir::new(&args.model);
+            let run = run
+                .holds_run()
+                .then(|| registry::read(&run.config()))
+                .transpose()?;
             let pooling = args
                 .pooling
                 .or(run.as_ref().map(|c| c.model.pooling))
                 .unwrap_or(Pooling::Cls);
             let max_len = args.max_len.or(run.as_ref().map(|c| c.model.max_len));
-            let frozen =
-                FrozenModel::<B::InnerBackend>::open(&args.model, pooling, max_len, 0.05, &device)?;
+            let frozen = Teacher::<B>::load(
+                &TeacherSpec {
+                    path: args.model.clone(),
+                    pooling,
+                    max_len,
+                    dropout: 0.0,
+                },
+                &device,
+            )?;
             eprintln!("frozen model: {}, pooling {pooling}", args.model);
-            Some(score(
-                &set.groups,
-                &frozen.embedder(args.batch_size, &device),
-            )?)
+            Some(score(&set.groups, &frozen.embedder(args.batch_size))?)
         } else {
             None
         };
         let (triplets, mut report) = select(&set.groups, scores.as_deref(), &rule, args.seed)?;
         report.skipped_lines = set.skipped;
-        write_triplets(&args.output, &triplets)?;
+        write_jsonl(&args.output, &triplets)?;
         let report_file = report_path(&args.output);
-        report.save(&report_file)?;
+        write_json(&report_file, &report)?;
         print!("{report}");
         println!(
             "wrote {} ({} triplets) and {}",

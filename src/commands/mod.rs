@@ -14,12 +14,13 @@ use burn::tensor::backend::Backend;
 
 use crate::backend::{self, BackendKind, Resolved};
 use crate::cli::{BenchWorkload, Cli, Command, ModelArgs};
-use crate::config::TrainConfig;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::model::pooling::{declared_pooling, Pooling};
+use crate::objective::registry;
+use crate::run_dir::RunDir;
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -39,7 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
             backend::run(&resolved, embed::EmbedTask { args })
         }
         Command::Train(args) => {
-            let config = TrainConfig::load(&args.config)?;
+            let config = registry::load(&args.config)?;
             if args.print_config {
                 print!("{}", config.to_toml());
                 return Ok(());
@@ -59,9 +60,16 @@ pub fn run(cli: Cli) -> Result<()> {
             backend::run(&resolved, filter::FilterTask { args })
         }
         Command::Plot(args) => {
-            crate::train::plots::write_run_plots(&args.run)?;
+            let run = RunDir::new(&args.run);
+            let config = registry::read(&run.config())?;
+            let panel = registry::panel(&config.objective);
+            crate::train::plots::write_run_plots(&run, &config, panel.clone())?;
+            let extra = panel.map_or(String::new(), |p| format!(", {}", p.plot));
             println!(
-                "wrote the plots (loss.png, sts_dev.png, dashboard.png; decay.png in stage 2) in {}",
+                "wrote the plots ({}, {}, {}{extra}) in {}",
+                RunDir::LOSS_PNG,
+                RunDir::DEV_PNG,
+                RunDir::DASHBOARD_PNG,
                 args.run.display()
             );
             Ok(())
@@ -79,7 +87,7 @@ pub fn run(cli: Cli) -> Result<()> {
             report.peak_device_bytes = resolved.device_memory_reserved();
             println!("{report}");
             if let Some(path) = &json {
-                report.save(path)?;
+                crate::json_file::write_json(path, &report)?;
             }
             Ok(())
         }

@@ -1,5 +1,5 @@
-//! `gcse train`: a stage-1 or stage-2 run with the dashboard (or log lines), then the
-//! test-suite table of the best model.
+//! `gcse train`: a run of the objective the experiment file chooses, with
+//! the dashboard (or log lines), then the test-suite table of the best model.
 
 use std::io::IsTerminal;
 
@@ -10,8 +10,12 @@ use burn::train::Interrupter;
 use crate::backend::BackendTask;
 use crate::config::TrainConfig;
 use crate::dashboard::renderer::{LogRenderer, TuiRenderer};
-use crate::dashboard::state::DashboardState;
 use crate::error::{Error, Result};
+use crate::eval::registry as tasks;
+use crate::objective::registry::{self, ObjectiveTask};
+use crate::objective::Objective;
+use crate::run_dir::RunDir;
+use crate::train::plots::write_run_plots;
 use crate::train::run::{final_test, Trainer};
 
 /// `gcse train` on a chosen backend.
@@ -32,17 +36,40 @@ impl BackendTask for TrainTask {
     type Output = Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
-        let config = self.config;
-        let mut trainer =
-            Trainer::<B>::prepare(config.clone(), self.resume, &self.backend, &device)?;
-        trainer.stop_after = self.stop_after;
-        if let Some(report) = &trainer.filter_report {
-            print!("{report}");
+        let section = self.config.objective.clone();
+        registry::dispatch(&section, WithObjective::<B> { task: self, device })
+            .map_err(Error::Usage)?
+    }
+}
+
+/// [`TrainTask`] with its backend chosen, waiting for its objective.
+struct WithObjective<B: AutodiffBackend> {
+    task: TrainTask,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
+    type Output = Result<()>;
+
+    fn run<O: Objective>(self, objective: O::Config) -> Result<()> {
+        let (task, device) = (self.task, self.device);
+        let config = task.config;
+        let evaluators = tasks::load(&config.eval.tasks, &config.eval.eval_data())?;
+        let mut trainer = Trainer::<B, O>::prepare(
+            config.clone(),
+            &objective,
+            evaluators,
+            task.resume,
+            &task.backend,
+            &device,
+        )?;
+        trainer.stop_after = task.stop_after;
+        for line in trainer.summary() {
+            println!("{line}");
         }
-        println!("data: {}", trainer.data_summary);
         match trainer.resume_from {
             Some(step) => println!("resuming from the checkpoint of step {step}"),
-            None if self.resume => println!("no checkpoint to resume from: starting afresh"),
+            None if task.resume => println!("no checkpoint to resume from: starting afresh"),
             None => {}
         }
         println!(
@@ -52,19 +79,9 @@ impl BackendTask for TrainTask {
             config.train.batch_size,
             config.run_dir.display()
         );
-        let state = DashboardState::new(
-            config.run_dir.display().to_string(),
-            self.backend,
-            config.eval.select_by.key().to_string(),
-            &config
-                .eval
-                .tasks
-                .iter()
-                .map(|t| t.key().to_string())
-                .collect::<Vec<_>>(),
-        );
+        let state = trainer.dashboard();
         let interrupter = Interrupter::new();
-        let outcome = if !self.no_tui && std::io::stdout().is_terminal() {
+        let outcome = if !task.no_tui && std::io::stdout().is_terminal() {
             let mut tui = TuiRenderer::start(state, interrupter.clone())
                 .map_err(|e| Error::Backend(format!("cannot start the dashboard: {e}")))?;
             let outcome = trainer.run(&mut tui as &mut dyn MetricsRendererTraining, &interrupter);
@@ -85,9 +102,10 @@ impl BackendTask for TrainTask {
             return Ok(());
         }
         println!("finished {} steps; best: {best}", outcome.steps);
-        crate::train::plots::write_run_plots(&config.run_dir)?;
+        let run = RunDir::new(&config.run_dir);
+        write_run_plots(&run, &config, O::panel(&objective))?;
         if config.eval.final_test {
-            let report = final_test::<B::InnerBackend>(&config, &device)?;
+            let report = final_test::<B::InnerBackend>(&run, &config.model, &config.eval, &device)?;
             println!("test suite, best model ({}):", config.model.eval_pooling);
             println!("{}", report.table());
         }

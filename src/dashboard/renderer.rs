@@ -32,6 +32,7 @@ impl TuiRenderer {
     /// asks `interrupter` to stop; tab and 1-4 switch views.
     pub fn start(state: DashboardState, interrupter: Interrupter) -> std::io::Result<Self> {
         let mut terminal = ratatui::try_init()?;
+        crate::progress::dashboard_owns_terminal(true);
         let ratatui_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             PANICKED.store(true, Ordering::SeqCst);
@@ -78,6 +79,7 @@ impl TuiRenderer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        crate::progress::dashboard_owns_terminal(false);
     }
 
     fn with_state(&self, f: impl FnOnce(&mut DashboardState)) {
@@ -185,7 +187,7 @@ impl<W: Write + Send + Sync> MetricsRendererTraining for LogRenderer<W> {
             })
             .collect();
         let best = s.best().map_or(String::new(), |(step, v)| {
-            format!(" (best {} {v:.2} @ step {step:.0})", s.select_by)
+            format!(" (best {} {v:.2} @ step {step:.0})", s.dev_titles.select_by)
         });
         let _ = writeln!(
             self.out,
@@ -224,7 +226,7 @@ mod tests {
             let mut log = LogRenderer::new(sample_state(), 2, &mut out);
             log.render_train(progress(0, 4), Vec::new());
             for step in 1..=4 {
-                log.update_train(crate::train::run::numeric(
+                log.update_train(crate::train::metric::numeric(
                     "loss",
                     1.0 / step as f64,
                     String::new(),
@@ -232,7 +234,7 @@ mod tests {
                 log.render_train(progress(step, 4), Vec::new());
                 log.render_train(progress(step, 4), Vec::new());
             }
-            log.update_valid(crate::train::run::numeric(
+            log.update_valid(crate::train::metric::numeric(
                 "dev:stsb-dev",
                 77.5,
                 String::new(),

@@ -1,5 +1,7 @@
 //! What the dashboard shows, and how renderer updates change it. Nothing
-//! here draws or reads the clock: tests build states by hand.
+//! here draws or reads the clock: tests build states by hand. The dev curves
+//! and the objective's statistics arrive under names their titles and panel
+//! give; no objective or evaluator is known here by name.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,6 +10,8 @@ use burn::train::metric::{MetricId, NumericEntry};
 use burn::train::renderer::{MetricState, TrainingProgress};
 use ratatui::crossterm::event::{KeyCode, KeyModifiers};
 
+use crate::eval::evaluator::{DevTitles, Selection};
+use crate::objective::stats::StatsPanel;
 use crate::train::metric;
 
 /// The dashboard's views.
@@ -17,31 +21,10 @@ pub enum View {
     Overview,
     /// Loss and learning rate, full size.
     Loss,
-    /// Dev-set Spearman curves, full size.
-    Sts,
-    /// Stage-2 decay weights.
-    Decay,
-}
-
-impl View {
-    /// Every view, in tab order.
-    pub const ALL: [View; 4] = [View::Overview, View::Loss, View::Sts, View::Decay];
-
-    /// Tab title.
-    pub fn title(self) -> &'static str {
-        match self {
-            View::Overview => "overview",
-            View::Loss => "loss",
-            View::Sts => "STS dev",
-            View::Decay => "stage 2 decay",
-        }
-    }
-
-    /// The next view in tab order.
-    pub fn next(self) -> View {
-        let i = View::ALL.iter().position(|v| *v == self).expect("listed");
-        View::ALL[(i + 1) % View::ALL.len()]
-    }
+    /// Dev-set curves, full size.
+    Dev,
+    /// The objective's statistics panel.
+    Stats,
 }
 
 /// A curve: (step, value) points.
@@ -54,8 +37,9 @@ pub struct DashboardState {
     pub run: String,
     /// Backend and device.
     pub backend: String,
-    /// The dev task that picks the best checkpoint.
-    pub select_by: String,
+    /// How the dev curves are titled, and the task that picks the best
+    /// checkpoint.
+    pub dev_titles: DevTitles,
     /// Steps taken and planned.
     pub step: usize,
     /// Steps of the whole run.
@@ -72,13 +56,14 @@ pub struct DashboardState {
     pub lr: Series,
     /// Training sentences per second.
     pub throughput: Option<f64>,
-    /// Dev Spearman per task.
+    /// Each dev task's primary metric.
     pub dev: BTreeMap<String, Series>,
-    /// Stage-2 decay statistics by name (mean weight, fraction decayed...).
-    pub decay: BTreeMap<String, Series>,
-    /// Stage-2: the last batch's own-hard-negative weights in 10 bins over
-    /// [0, 1].
-    pub decay_histogram: Vec<u64>,
+    /// How the objective's statistics are shown, if it reports any.
+    pub panel: Option<StatsPanel>,
+    /// The objective's scalar statistics by key.
+    pub stats: BTreeMap<String, Series>,
+    /// The last step's histogram of the panel.
+    pub histogram: Vec<u64>,
     /// The latest status line.
     pub status: String,
     /// The view on screen.
@@ -95,8 +80,8 @@ enum Slot {
     Throughput,
     Status,
     Dev(String),
-    Decay(String),
-    DecayHistogram,
+    Stat(String),
+    Histogram,
 }
 
 fn id(name: &str) -> MetricId {
@@ -104,8 +89,15 @@ fn id(name: &str) -> MetricId {
 }
 
 impl DashboardState {
-    /// An empty dashboard for a run that evaluates `dev_tasks`.
-    pub fn new(run: String, backend: String, select_by: String, dev_tasks: &[String]) -> Self {
+    /// An empty dashboard for a run that evaluates `dev_tasks`, titled by
+    /// `dev_titles`, whose objective shows `panel`.
+    pub fn new(
+        run: String,
+        backend: String,
+        dev_titles: DevTitles,
+        dev_tasks: &[String],
+        panel: Option<StatsPanel>,
+    ) -> Self {
         let mut slots: HashMap<MetricId, Slot> = [
             (metric::LOSS, Slot::Loss),
             (metric::LR, Slot::Lr),
@@ -118,14 +110,21 @@ impl DashboardState {
         for task in dev_tasks {
             slots.insert(id(&metric::dev(task)), Slot::Dev(task.clone()));
         }
-        slots.insert(id(metric::DECAY_HISTOGRAM), Slot::DecayHistogram);
-        for stat in metric::DECAY_STATS {
-            slots.insert(id(&metric::decay(stat)), Slot::Decay(stat.to_string()));
+        if let Some(panel) = &panel {
+            for series in &panel.series {
+                slots.insert(
+                    id(&panel.metric(&series.key)),
+                    Slot::Stat(series.key.clone()),
+                );
+            }
+            if let Some(h) = &panel.histogram {
+                slots.insert(id(&panel.metric(&h.key)), Slot::Histogram);
+            }
         }
         Self {
             run,
             backend,
-            select_by,
+            dev_titles,
             step: 0,
             total_steps: 0,
             epoch: (0, 0),
@@ -135,11 +134,35 @@ impl DashboardState {
             lr: Vec::new(),
             throughput: None,
             dev: BTreeMap::new(),
-            decay: BTreeMap::new(),
-            decay_histogram: Vec::new(),
+            panel,
+            stats: BTreeMap::new(),
+            histogram: Vec::new(),
             status: "starting".into(),
             view: View::Overview,
             slots,
+        }
+    }
+
+    /// The views, in tab order: the statistics view only when the
+    /// objective has a panel.
+    pub fn views(&self) -> Vec<View> {
+        let mut views = vec![View::Overview, View::Loss, View::Dev];
+        if self.panel.is_some() {
+            views.push(View::Stats);
+        }
+        views
+    }
+
+    /// The tab title of `view`.
+    pub fn title(&self, view: View) -> &str {
+        match view {
+            View::Overview => "overview",
+            View::Loss => "loss",
+            View::Dev => &self.dev_titles.tab,
+            View::Stats => self
+                .panel
+                .as_ref()
+                .map_or("statistics", |p| p.title.as_str()),
         }
     }
 
@@ -165,11 +188,11 @@ impl DashboardState {
                 self.dev.entry(task).or_default().push((x, v));
                 self.status = "training".into();
             }
-            (Some(Slot::Decay(stat)), Some(v)) => self.decay.entry(stat).or_default().push((x, v)),
+            (Some(Slot::Stat(key)), Some(v)) => self.stats.entry(key).or_default().push((x, v)),
             (Some(Slot::Status), _) => self.status = entry.serialized_entry.formatted.clone(),
-            (Some(Slot::DecayHistogram), _) => {
+            (Some(Slot::Histogram), _) => {
                 if let Ok(counts) = serde_json::from_str(&entry.serialized_entry.serialized) {
-                    self.decay_histogram = counts;
+                    self.histogram = counts;
                 }
             }
             _ => {}
@@ -192,18 +215,23 @@ impl DashboardState {
         self.elapsed = elapsed;
     }
 
-    /// Takes in a key press: tab and 1-4 switch views; `q` and Ctrl-C ask
-    /// to stop, which is returned as `true` (the caller stops the loop).
+    /// Takes in a key press: tab and the view numbers switch views; `q` and
+    /// Ctrl-C ask to stop, which is returned as `true` (the caller stops the
+    /// loop).
     pub fn press(&mut self, code: KeyCode, modifiers: KeyModifiers) -> bool {
+        let views = self.views();
         match code {
             KeyCode::Char('q') => {}
             KeyCode::Char('c') if modifiers.contains(KeyModifiers::CONTROL) => {}
             KeyCode::Tab => {
-                self.view = self.view.next();
+                let at = views.iter().position(|v| *v == self.view).unwrap_or(0);
+                self.view = views[(at + 1) % views.len()];
                 return false;
             }
-            KeyCode::Char(c @ '1'..='4') => {
-                self.view = View::ALL[c as usize - '1' as usize];
+            KeyCode::Char(c @ '1'..='9') => {
+                if let Some(&view) = views.get(c as usize - '1' as usize) {
+                    self.view = view;
+                }
                 return false;
             }
             _ => return false,
@@ -212,15 +240,17 @@ impl DashboardState {
         true
     }
 
-    /// The best dev score of the selection task and its step.
+    /// The best dev score of the selection task (the curves show primary
+    /// metrics; the direction is the selected metric's) and its step.
     pub fn best(&self) -> Option<(f64, f64)> {
+        let higher = self.dev_titles.higher_is_better;
         self.dev
-            .get(&self.select_by)?
+            .get(&Selection::parse(&self.dev_titles.select_by).task)?
             .iter()
             .copied()
             .filter(|(_, v)| v.is_finite())
             .fold(None, |best: Option<(f64, f64)>, p| match best {
-                Some(b) if b.1 >= p.1 => Some(b),
+                Some(b) if (higher && b.1 >= p.1) || (!higher && b.1 <= p.1) => Some(b),
                 _ => Some(p),
             })
     }
@@ -235,16 +265,54 @@ impl DashboardState {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::train::run::{numeric, status};
+    use crate::objective::stats::{HistogramSpec, SeriesSpec};
+    use crate::train::metric::{numeric, status};
     use burn::data::dataloader::Progress;
+
+    /// A panel of three series and a histogram, titled as stage 2's.
+    pub(crate) fn sample_panel() -> StatsPanel {
+        let series = |key: &str, label: &str| SeriesSpec {
+            key: key.into(),
+            label: label.into(),
+            decimals: 3,
+        };
+        StatsPanel {
+            name: "decay".into(),
+            title: "stage 2 decay".into(),
+            placeholder: "The mean Gaussian decay weight appears here after the first step.".into(),
+            series: vec![
+                series("fraction_decayed", "fraction decayed"),
+                series("mean_gap", "mean s - s'"),
+                series("mean_weight", "mean weight"),
+            ],
+            histogram: Some(HistogramSpec {
+                key: "weights".into(),
+                title: "weights, last batch (0 = fully decayed)".into(),
+                range: [0.0, 1.0],
+            }),
+            plot: "decay.png".into(),
+            smooth: 10,
+        }
+    }
+
+    /// STS dev titles, the best picked by stsb-dev.
+    pub(crate) fn sts_titles() -> DevTitles {
+        DevTitles {
+            tab: "STS dev".into(),
+            metric: "Spearman x100".into(),
+            select_by: "stsb-dev".into(),
+            higher_is_better: true,
+        }
+    }
 
     /// A run half-way: 250 of 500 steps, two evaluations, best at step 250.
     pub(crate) fn sample_state() -> DashboardState {
         let mut s = DashboardState::new(
             "runs/quickstart".into(),
             "cpu (ndarray, 2 threads)".into(),
-            "stsb-dev".into(),
+            sts_titles(),
             &["stsb-dev".into(), "sickr-dev".into()],
+            Some(sample_panel()),
         );
         for step in 1..=250 {
             s.set_progress(
@@ -295,8 +363,12 @@ pub(crate) mod tests {
         assert_eq!(s.status, "evaluating on the dev sets");
         s.apply(&numeric("not a dashboard metric", 1.0, String::new()));
         assert_eq!(s.loss.len(), 250);
-        s.apply(&numeric(&metric::decay("mean weight"), 0.8, String::new()));
-        assert_eq!(s.decay["mean weight"], vec![(250.0, 0.8)]);
+        s.apply(&numeric(
+            &sample_panel().metric("mean_weight"),
+            0.8,
+            String::new(),
+        ));
+        assert_eq!(s.stats["mean_weight"], vec![(250.0, 0.8)]);
     }
 
     #[test]
@@ -305,7 +377,7 @@ pub(crate) mod tests {
         assert!(!s.press(KeyCode::Tab, KeyModifiers::NONE));
         assert_eq!(s.view, View::Loss);
         assert!(!s.press(KeyCode::Char('4'), KeyModifiers::NONE));
-        assert_eq!(s.view, View::Decay);
+        assert_eq!(s.view, View::Stats);
         assert!(!s.press(KeyCode::Tab, KeyModifiers::NONE));
         assert_eq!(s.view, View::Overview);
         assert!(!s.press(KeyCode::Char('c'), KeyModifiers::NONE));
@@ -314,5 +386,14 @@ pub(crate) mod tests {
         assert!(s.press(KeyCode::Char('c'), KeyModifiers::CONTROL));
         assert!(s.press(KeyCode::Char('q'), KeyModifiers::NONE));
         assert!(s.status.contains("stopping"));
+        // Without a panel there is no statistics view.
+        let mut plain = DashboardState::new("r".into(), "cpu".into(), sts_titles(), &[], None);
+        assert_eq!(plain.views().len(), 3);
+        plain.press(KeyCode::Char('4'), KeyModifiers::NONE);
+        assert_eq!(plain.view, View::Overview);
+        plain.press(KeyCode::Char('3'), KeyModifiers::NONE);
+        assert_eq!(plain.view, View::Dev);
+        plain.press(KeyCode::Tab, KeyModifiers::NONE);
+        assert_eq!(plain.view, View::Overview);
     }
 }

@@ -10,6 +10,7 @@ use ratatui::widgets::{Axis, BarChart, Block, Chart, Dataset, Gauge, GraphType, 
 use ratatui::Frame;
 
 use super::state::{DashboardState, Series, View};
+use crate::objective::stats::StatsPanel;
 
 const COLORS: [Color; 4] = [Color::Cyan, Color::Magenta, Color::Green, Color::Blue];
 
@@ -24,8 +25,9 @@ pub fn render(frame: &mut Frame, state: &DashboardState) {
     ])
     .areas(frame.area());
     frame.render_widget(header_line(state), header);
-    let titles: Vec<&str> = View::ALL.iter().map(|v| v.title()).collect();
-    let selected = View::ALL.iter().position(|v| *v == state.view).unwrap_or(0);
+    let views = state.views();
+    let titles: Vec<&str> = views.iter().map(|v| state.title(*v)).collect();
+    let selected = views.iter().position(|v| *v == state.view).unwrap_or(0);
     frame.render_widget(
         Tabs::new(titles)
             .select(selected)
@@ -38,12 +40,18 @@ pub fn render(frame: &mut Frame, state: &DashboardState) {
             let [top, bottom] =
                 Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)])
                     .areas(body);
-            let [loss, sts] = Layout::horizontal([Constraint::Percentage(50); 2]).areas(top);
-            let [lr, decay] = Layout::horizontal([Constraint::Percentage(50); 2]).areas(bottom);
+            let [loss, dev] = Layout::horizontal([Constraint::Percentage(50); 2]).areas(top);
             render_loss(frame, state, loss);
-            render_sts(frame, state, sts);
-            render_lr(frame, state, lr);
-            render_decay(frame, state, decay);
+            render_dev(frame, state, dev);
+            match &state.panel {
+                Some(panel) => {
+                    let [lr, stats] =
+                        Layout::horizontal([Constraint::Percentage(50); 2]).areas(bottom);
+                    render_lr(frame, state, lr);
+                    render_stats(frame, state, panel, stats);
+                }
+                None => render_lr(frame, state, bottom),
+            }
         }
         View::Loss => {
             let [loss, lr] =
@@ -52,8 +60,12 @@ pub fn render(frame: &mut Frame, state: &DashboardState) {
             render_loss(frame, state, loss);
             render_lr(frame, state, lr);
         }
-        View::Sts => render_sts(frame, state, body),
-        View::Decay => render_decay(frame, state, body),
+        View::Dev => render_dev(frame, state, body),
+        View::Stats => {
+            if let Some(panel) = &state.panel {
+                render_stats(frame, state, panel, body);
+            }
+        }
     }
     frame.render_widget(
         Paragraph::new(Line::from(vec![
@@ -61,7 +73,10 @@ pub fn render(frame: &mut Frame, state: &DashboardState) {
             Span::raw(" stop (checkpoint, then exit)   "),
             Span::styled(" tab ", Style::new().add_modifier(Modifier::REVERSED)),
             Span::raw(" next view   "),
-            Span::styled(" 1-4 ", Style::new().add_modifier(Modifier::REVERSED)),
+            Span::styled(
+                format!(" 1-{} ", views.len()),
+                Style::new().add_modifier(Modifier::REVERSED),
+            ),
             Span::raw(" pick a view"),
         ])),
         footer,
@@ -175,6 +190,27 @@ fn named_lines(series: &BTreeMap<String, Series>, decimals: usize) -> Vec<Datase
         .collect()
 }
 
+/// One line per series of `panel` that has points, in the panel's order,
+/// each labelled with its latest value.
+fn panel_lines<'a>(panel: &'a StatsPanel, stats: &'a BTreeMap<String, Series>) -> Vec<Dataset<'a>> {
+    panel
+        .series
+        .iter()
+        .filter_map(|spec| Some((spec, stats.get(&spec.key)?)))
+        .enumerate()
+        .map(|(i, (spec, points))| {
+            let last = points
+                .last()
+                .map_or(String::new(), |(_, v)| format!(" {v:.*}", spec.decimals));
+            line(
+                format!("{}{last}", spec.label),
+                points,
+                COLORS[i % COLORS.len()],
+            )
+        })
+        .collect()
+}
+
 fn render_loss(frame: &mut Frame, state: &DashboardState, area: Rect) {
     let curve = Curve {
         title: "loss",
@@ -231,15 +267,16 @@ impl Curve {
     }
 }
 
-fn render_sts(frame: &mut Frame, state: &DashboardState, area: Rect) {
+fn render_dev(frame: &mut Frame, state: &DashboardState, area: Rect) {
     let best = state.best();
     let best_point: Series = best.map(|b| vec![b]).unwrap_or_default();
+    let titles = &state.dev_titles;
     let title = match best {
         Some((step, score)) => format!(
-            "dev Spearman x100 · best {} {score:.2} @ step {step:.0}",
-            state.select_by
+            "dev {} · best {} {score:.2} @ step {step:.0}",
+            titles.metric, titles.select_by
         ),
-        None => "dev Spearman x100 · not evaluated yet".to_string(),
+        None => format!("dev {} · not evaluated yet", titles.metric),
     };
     let mut data = named_lines(&state.dev, 2);
     data.push(
@@ -254,32 +291,42 @@ fn render_sts(frame: &mut Frame, state: &DashboardState, area: Rect) {
     frame.render_widget(chart(title, data, x, y, |v| format!("{v:.1}")), area);
 }
 
-fn render_decay(frame: &mut Frame, state: &DashboardState, area: Rect) {
-    if state.decay.is_empty() {
+fn render_stats(frame: &mut Frame, state: &DashboardState, panel: &StatsPanel, area: Rect) {
+    if state.stats.is_empty() {
         frame.render_widget(
-            Paragraph::new("Stage-2 (GCSE) runs show here the mean Gaussian decay weight of the own hard negatives, the fraction decayed and the mean s - s' against the frozen model.")
+            Paragraph::new(panel.placeholder.clone())
                 .wrap(ratatui::widgets::Wrap { trim: true })
-                .block(Block::bordered().title("stage 2 decay")),
+                .block(Block::bordered().title(panel.title.clone())),
             area,
         );
         return;
     }
-    let data = named_lines(&state.decay, 3);
-    let (x, y) = bounds(state.decay.values());
-    let curves = chart("stage 2 decay".into(), data, x, y, |v| format!("{v:.2}"));
-    if state.decay_histogram.is_empty() || area.width < 60 {
+    let data = panel_lines(panel, &state.stats);
+    let (x, y) = bounds(state.stats.values());
+    let curves = chart(panel.title.clone(), data, x, y, |v| format!("{v:.2}"));
+    let histogram = panel
+        .histogram
+        .as_ref()
+        .filter(|_| !state.histogram.is_empty());
+    let Some(spec) = histogram.filter(|_| area.width >= 60) else {
         frame.render_widget(curves, area);
         return;
-    }
+    };
     let [left, right] =
         Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
     frame.render_widget(curves, left);
-    let bins = state.decay_histogram.len().max(1);
+    let bins = state.histogram.len().max(1);
+    let [low, high] = spec.range;
     let bars: Vec<(String, u64)> = state
-        .decay_histogram
+        .histogram
         .iter()
         .enumerate()
-        .map(|(i, &c)| (format!("{:.1}", i as f64 / bins as f64), c))
+        .map(|(i, &c)| {
+            (
+                format!("{:.1}", low + (high - low) * i as f64 / bins as f64),
+                c,
+            )
+        })
         .collect();
     let bars: Vec<(&str, u64)> = bars.iter().map(|(l, c)| (l.as_str(), *c)).collect();
     let width = ((right.width.saturating_sub(2)) / bins as u16)
@@ -287,7 +334,7 @@ fn render_decay(frame: &mut Frame, state: &DashboardState, area: Rect) {
         .max(1);
     frame.render_widget(
         BarChart::default()
-            .block(Block::bordered().title("weights, last batch (0 = fully decayed)"))
+            .block(Block::bordered().title(spec.title.clone()))
             .data(bars.as_slice())
             .bar_width(width)
             .bar_style(Style::new().fg(Color::Magenta)),
@@ -299,11 +346,8 @@ fn render_decay(frame: &mut Frame, state: &DashboardState, area: Rect) {
 mod tests {
     use super::*;
     use crate::dashboard::screenshot::render_cells;
-    use crate::dashboard::state::tests::sample_state;
-    use crate::train::metric;
-    use crate::train::run::numeric;
-    use burn::train::metric::{MetricEntry, MetricId, SerializedEntry};
-    use burn::train::renderer::MetricState;
+    use crate::dashboard::state::tests::{sample_panel, sample_state, sts_titles};
+    use crate::train::metric::{counts, numeric};
 
     fn text(state: &DashboardState, cols: u16, rows: u16) -> String {
         let buffer = render_cells(state, cols, rows);
@@ -359,26 +403,23 @@ mod tests {
             screen.contains("loss 0.0080") && !screen.contains("dev Spearman"),
             "{screen}"
         );
-        state.view = View::Sts;
+        state.view = View::Dev;
         let screen = text(&state, 100, 30);
         assert!(
             screen.contains("dev Spearman") && !screen.contains("learning rate"),
             "{screen}"
         );
-        state.view = View::Decay;
+        state.view = View::Stats;
         assert!(text(&state, 100, 30).contains("mean Gaussian decay"));
-        state.apply(&numeric(
-            &metric::decay("mean weight"),
-            0.875,
-            String::new(),
-        ));
+        let panel = sample_panel();
+        state.apply(&numeric(&panel.metric("mean_weight"), 0.875, String::new()));
         let screen = text(&state, 100, 30);
         assert!(screen.contains("mean weight 0.875"), "{screen}");
-        state.apply(&MetricState::Generic(MetricEntry::new(
-            MetricId::new(std::sync::Arc::new(metric::DECAY_HISTOGRAM.to_string())),
-            SerializedEntry::new(String::new(), "[0,0,3,0,0,0,0,0,0,61]".into()),
-        )));
-        assert_eq!(state.decay_histogram[9], 61);
+        state.apply(&counts(
+            &panel.metric("weights"),
+            &[0, 0, 3, 0, 0, 0, 0, 0, 0, 61],
+        ));
+        assert_eq!(state.histogram[9], 61);
         let screen = text(&state, 100, 30);
         assert!(
             screen.contains("weights, last batch") && screen.contains("61"),
@@ -388,7 +429,7 @@ mod tests {
 
     #[test]
     fn tiny_and_empty_dashboards_draw_without_panicking() {
-        let empty = DashboardState::new("r".into(), "cpu".into(), "stsb-dev".into(), &[]);
+        let empty = DashboardState::new("r".into(), "cpu".into(), sts_titles(), &[], None);
         for (cols, rows) in [(1, 1), (20, 5), (80, 24)] {
             text(&empty, cols, rows);
             text(&sample_state(), cols, rows);

@@ -1,5 +1,5 @@
 //! The training sentence set: domain and general sentences mixed at a fixed
-//! ratio (method.md: domain : general = 1 : 3 by count), deduplicated, and a
+//! ratio (docs/method.md: domain : general = 1 : 3 by count), deduplicated, and a
 //! seeded order for every epoch.
 
 use std::collections::HashSet;
@@ -20,6 +20,8 @@ pub mod stream {
     pub const DROPOUT: u64 = 4;
     /// Fresh initialisation of the MLP head.
     pub const MLP_INIT: u64 = 5;
+    /// An objective's own noise in a step (teachers with dropout...).
+    pub const OBJECTIVE: u64 = 6;
 }
 
 /// What went into the training set.

@@ -1,6 +1,8 @@
 //! Encoding many sentences: tokenize all, batch by length, run the encoder,
 //! put the vectors back in input order.
 
+use std::collections::{HashMap, HashSet};
+
 use burn::tensor::backend::Backend;
 use indicatif::ProgressBar;
 
@@ -37,6 +39,58 @@ impl Embeddings {
     pub fn cosine(&self, i: usize, other: &Embeddings, j: usize) -> f64 {
         cosine(self.row(i), other.row(j))
     }
+}
+
+/// Vectors of distinct sentences, looked up by text.
+#[derive(Debug, Clone)]
+pub struct SentenceVectors {
+    index: HashMap<String, usize>,
+    embeddings: Embeddings,
+}
+
+impl SentenceVectors {
+    /// The distinct `texts` with their vectors, row `i` of `embeddings`
+    /// being `texts[i]`'s.
+    pub fn new(texts: &[&str], embeddings: Embeddings) -> Self {
+        Self {
+            index: texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.to_string(), i))
+                .collect(),
+            embeddings,
+        }
+    }
+
+    /// The row of `sentence`, if it was embedded.
+    pub fn row_of(&self, sentence: &str) -> Option<usize> {
+        self.index.get(sentence).copied()
+    }
+
+    /// The vector of `sentence`, if it was embedded.
+    pub fn vector(&self, sentence: &str) -> Option<&[f32]> {
+        self.row_of(sentence).map(|i| self.embeddings.row(i))
+    }
+
+    /// Cosine similarity of two embedded sentences, in f64 (0 for one not
+    /// embedded).
+    pub fn cosine(&self, a: &str, b: &str) -> f64 {
+        match (self.vector(a), self.vector(b)) {
+            (Some(a), Some(b)) => cosine(a, b),
+            _ => 0.0,
+        }
+    }
+
+    /// Cosine similarity of rows `i` and `j`, in f64.
+    pub fn cosine_rows(&self, i: usize, j: usize) -> f64 {
+        self.embeddings.cosine(i, &self.embeddings, j)
+    }
+}
+
+/// The distinct items of `texts`, in the order they first appear.
+pub fn distinct<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = HashSet::new();
+    texts.into_iter().filter(|t| seen.insert(*t)).collect()
 }
 
 /// Cosine similarity in f64; 0 when either vector is zero.

@@ -2,4 +2,5 @@
 
 pub mod embedder;
 pub mod input;
+pub mod npy;
 pub mod output;

@@ -1,4 +1,7 @@
-//! Evaluation: rank correlation and the SentEval STS suite.
+//! Evaluation: evaluators as plug-ins, their registry, rank correlation and
+//! the SentEval STS suite.
 
+pub mod evaluator;
+pub mod registry;
 pub mod spearman;
 pub mod sts;

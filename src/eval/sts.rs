@@ -3,18 +3,16 @@
 //! the "all" setting (subsets concatenated), STS-B and SICK-R on their test
 //! splits, pairs with an empty gold score skipped. Sentences are whitespace
 //! tokenized and re-joined with single spaces, as SentEval hands them over.
+//! Each task is an [`Evaluator`]: Spearman x 100 (primary) and Pearson x 100
+//! of cosine similarity against the gold scores.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::time::Instant;
 
-use burn::tensor::backend::Backend;
-use serde::Serialize;
-
+use super::evaluator::{Evaluator, MetricInfo, SentenceVectors, TaskFamily, TaskResult};
 use super::spearman::{pearson, spearman};
-use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 
 /// One STS evaluation set.
@@ -52,8 +50,9 @@ pub struct StsPairs {
 }
 
 impl StsTask {
-    /// The seven test tasks, in the papers' column order.
-    pub const TEST_SUITE: [StsTask; 7] = [
+    /// Every task: the seven test tasks in the papers' column order, then
+    /// the development sets.
+    pub const ALL: [StsTask; 9] = [
         StsTask::Sts12,
         StsTask::Sts13,
         StsTask::Sts14,
@@ -61,10 +60,9 @@ impl StsTask {
         StsTask::Sts16,
         StsTask::StsB,
         StsTask::SickR,
+        StsTask::StsBDev,
+        StsTask::SickDev,
     ];
-
-    /// The development sets.
-    pub const DEV: [StsTask; 2] = [StsTask::StsBDev, StsTask::SickDev];
 
     /// Name on the command line and in JSON.
     pub fn key(self) -> &'static str {
@@ -181,9 +179,8 @@ impl FromStr for StsTask {
 
     fn from_str(s: &str) -> std::result::Result<Self, String> {
         let wanted = s.to_ascii_lowercase().replace(['_', ' '], "-");
-        StsTask::TEST_SUITE
+        StsTask::ALL
             .iter()
-            .chain(&StsTask::DEV)
             .copied()
             .find(|t| t.key() == wanted || t.column().to_ascii_lowercase().replace(' ', "-") == wanted)
             .ok_or_else(|| {
@@ -294,147 +291,101 @@ fn read_columns(
     Ok(())
 }
 
-/// The score of one task.
-#[derive(Debug, Clone, Serialize)]
-pub struct TaskScore {
-    /// Task name (see [`StsTask::key`]).
-    pub task: String,
-    /// Spearman correlation x 100.
-    pub spearman: f64,
-    /// Pearson correlation x 100.
-    pub pearson: f64,
-    /// Pairs scored.
-    pub pairs: usize,
+/// The STS tasks as the evaluation registry lists them.
+pub const FAMILY: TaskFamily = TaskFamily {
+    family: "STS",
+    names: &[
+        "sts12",
+        "sts13",
+        "sts14",
+        "sts15",
+        "sts16",
+        "stsb",
+        "sickr",
+        "stsb-dev",
+        "sickr-dev",
+    ],
+    resolve: |name| name.parse::<StsTask>().ok().map(StsTask::key),
+    metrics: METRICS,
+    load: |name, data| {
+        let task: StsTask = name.parse().map_err(Error::Usage)?;
+        Ok(Box::new(StsEvaluator {
+            pairs: task.load(&data.senteval)?,
+            task,
+        }))
+    },
+};
+
+/// Spearman x 100 (primary), then Pearson x 100.
+pub const METRICS: &[MetricInfo] = &[
+    MetricInfo {
+        name: "spearman",
+        label: "Spearman x100",
+        higher_is_better: true,
+    },
+    MetricInfo {
+        name: "pearson",
+        label: "Pearson x100",
+        higher_is_better: true,
+    },
+];
+
+/// One STS task with its pairs loaded.
+pub struct StsEvaluator {
+    task: StsTask,
+    pairs: StsPairs,
 }
 
-/// Scores of several tasks and the cost of computing them.
-#[derive(Debug, Clone, Serialize)]
-pub struct StsReport {
-    /// One entry per task, in the order asked.
-    pub scores: Vec<TaskScore>,
-    /// Mean Spearman x 100 over the tasks.
-    pub average: f64,
-    /// Distinct sentences embedded.
-    pub sentences: usize,
-    /// Wall-clock seconds spent embedding.
-    pub seconds: f64,
-    /// Sentences embedded per second.
-    pub sentences_per_second: f64,
-}
-
-impl StsReport {
-    /// Spearman x 100 of a task, if it was evaluated.
-    pub fn spearman(&self, task: StsTask) -> Option<f64> {
-        self.scores
-            .iter()
-            .find(|s| s.task == task.key())
-            .map(|s| s.spearman)
+impl Evaluator for StsEvaluator {
+    fn name(&self) -> &str {
+        self.task.key()
     }
 
-    /// The results as a text table: one column per task, then the average;
-    /// a second line gives the pair counts.
-    pub fn table(&self) -> String {
-        let mut headers: Vec<String> = self
-            .scores
-            .iter()
-            .map(|s| {
-                s.task
-                    .parse::<StsTask>()
-                    .map_or(s.task.clone(), |t| t.column().to_string())
-            })
-            .collect();
-        headers.push("Avg.".into());
-        let mut values: Vec<String> = self
-            .scores
-            .iter()
-            .map(|s| format!("{:.2}", s.spearman))
-            .collect();
-        values.push(format!("{:.2}", self.average));
-        let mut counts: Vec<String> = self.scores.iter().map(|s| s.pairs.to_string()).collect();
-        counts.push(String::new());
-        let widths: Vec<usize> = headers
-            .iter()
-            .zip(&values)
-            .map(|(h, v)| h.len().max(v.len()).max(5))
-            .collect();
-        let rule = format!(
-            "+{}+",
-            widths
-                .iter()
-                .map(|w| "-".repeat(w + 2))
-                .collect::<Vec<_>>()
-                .join("+")
-        );
-        let cells = |cells: &[String], sep: &str| {
-            cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!(" {c:>w$} "))
-                .collect::<Vec<_>>()
-                .join(sep)
-        };
-        let row = |values: &[String]| format!("|{}|", cells(values, "|"));
-        let counts_row = format!(" {}", cells(&counts, " "));
-        [
-            rule.clone(),
-            row(&headers),
-            rule.clone(),
-            row(&values),
-            rule,
-            format!("{} pairs", counts_row.trim_end()),
-        ]
-        .join("\n")
+    fn column(&self) -> &str {
+        self.task.column()
     }
-}
 
-/// Evaluates `tasks`, embedding each distinct sentence once.
-pub fn evaluate<B: Backend>(
-    embedder: &Embedder<'_, B>,
-    tasks: &[StsTask],
-    senteval: &Path,
-) -> Result<StsReport> {
-    let loaded: Vec<(StsTask, StsPairs)> = tasks
-        .iter()
-        .map(|&t| t.load(senteval).map(|p| (t, p)))
-        .collect::<Result<_>>()?;
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    let mut unique: Vec<&str> = Vec::new();
-    for (_, pairs) in &loaded {
-        for s in pairs.a.iter().chain(&pairs.b) {
-            index.entry(s.as_str()).or_insert_with(|| {
-                unique.push(s.as_str());
-                unique.len() - 1
-            });
+    fn family(&self) -> &str {
+        FAMILY.family
+    }
+
+    fn metrics(&self) -> &[MetricInfo] {
+        METRICS
+    }
+
+    fn sentences(&self) -> Vec<&str> {
+        self.pairs
+            .a
+            .iter()
+            .chain(&self.pairs.b)
+            .map(String::as_str)
+            .collect()
+    }
+
+    fn score(&self, vectors: &SentenceVectors) -> TaskResult {
+        let predicted: Vec<f64> = self
+            .pairs
+            .a
+            .iter()
+            .zip(&self.pairs.b)
+            .map(|(a, b)| vectors.cosine(a, b))
+            .collect();
+        let gold = &self.pairs.gold;
+        TaskResult {
+            task: self.task.key().to_string(),
+            column: self.task.column().to_string(),
+            primary: METRICS[0].name.to_string(),
+            metrics: BTreeMap::from([
+                (
+                    METRICS[0].name.to_string(),
+                    100.0 * spearman(&predicted, gold),
+                ),
+                (
+                    METRICS[1].name.to_string(),
+                    100.0 * pearson(&predicted, gold),
+                ),
+            ]),
+            counts: BTreeMap::from([("pairs".to_string(), gold.len())]),
         }
     }
-    let bar = crate::progress::items(unique.len() as u64, "sentences");
-    let start = Instant::now();
-    let embeddings = embedder.embed(&unique, &bar)?;
-    let seconds = start.elapsed().as_secs_f64();
-    bar.finish_and_clear();
-    let scores: Vec<TaskScore> = loaded
-        .iter()
-        .map(|(task, pairs)| {
-            let predicted: Vec<f64> = pairs
-                .a
-                .iter()
-                .zip(&pairs.b)
-                .map(|(a, b)| embeddings.cosine(index[a.as_str()], &embeddings, index[b.as_str()]))
-                .collect();
-            TaskScore {
-                task: task.key().to_string(),
-                spearman: 100.0 * spearman(&predicted, &pairs.gold),
-                pearson: 100.0 * pearson(&predicted, &pairs.gold),
-                pairs: pairs.gold.len(),
-            }
-        })
-        .collect();
-    let average = scores.iter().map(|s| s.spearman).sum::<f64>() / scores.len().max(1) as f64;
-    Ok(StsReport {
-        average,
-        sentences: unique.len(),
-        seconds,
-        sentences_per_second: unique.len() as f64 / seconds.max(1e-9),
-        scores,
-    })
 }

@@ -1,4 +1,4 @@
-//! GCSE's stage-2 loss (paper Eq. 12-13, method.md "Stage 2"): cross-entropy
+//! GCSE's stage-2 loss (paper Eq. 12-13, docs/method.md "Stage 2"): cross-entropy
 //! over `[cos(z1_i, z2_j) | cos(z1_i, z3_j)] / tau` with target `i`, where the
 //! logit of each anchor's own hard negative is Gaussian-decayed toward 0 while
 //! the student scores that pair as the frozen evaluation model does (a likely
@@ -24,6 +24,7 @@ use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::infonce::{diagonal_cross_entropy, unit_rows};
+use super::{BatchLoss, LossOutput};
 
 /// How the own hard negative is decayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -111,5 +112,42 @@ pub fn gcse_loss<B: Backend>(
         loss: diagonal_cross_entropy(Tensor::cat(vec![positives, negatives], 1)),
         gap: gap.detach(),
         weight: decayed.neg() + 1.0,
+    }
+}
+
+/// Name of [`GcseLoss::gap`] among a step's readings.
+pub const GAP: &str = "gap";
+/// Name of [`GcseLoss::weight`] among a step's readings.
+pub const WEIGHT: &str = "weight";
+
+/// GCSE's batch loss: rows `0..n` of the batch are anchors, `n..2n`
+/// positives, `2n..3n` hard negatives; the constants are the frozen model's
+/// logits `cos'(anchor_i, negative_i) / tau`, `[n]`. Readings: [`GAP`] and
+/// [`WEIGHT`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GaussianDecayLoss {
+    /// Softmax temperature tau.
+    pub temperature: f64,
+    /// The decay of the own hard negative.
+    pub decay: Decay,
+}
+
+impl BatchLoss for GaussianDecayLoss {
+    type Constants<B: Backend> = Tensor<B, 1>;
+
+    fn loss<B: Backend>(&self, z: Tensor<B, 2>, frozen: &Tensor<B, 1>) -> LossOutput<B> {
+        let n = z.dims()[0] / 3;
+        let out = gcse_loss(
+            z.clone().narrow(0, 0, n),
+            z.clone().narrow(0, n, n),
+            z.narrow(0, 2 * n, n),
+            frozen.clone(),
+            self.temperature,
+            self.decay,
+        );
+        LossOutput {
+            loss: out.loss,
+            readings: vec![(GAP, out.gap), (WEIGHT, out.weight)],
+        }
     }
 }

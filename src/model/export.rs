@@ -14,6 +14,7 @@ use super::load::ours_to_hf_patterns;
 use super::pooling::Pooling;
 use crate::atomic::temp_sibling;
 use crate::error::{Error, Result};
+use crate::json_file::write_json;
 
 /// Writes `model.safetensors`-style weights: `BertModel` tensor names without
 /// a prefix, Linear weights as `[out, in]`, LayerNorm `weight`/`bias`. The
@@ -92,10 +93,6 @@ fn fill_folder<B: Backend>(
     meta: &FolderMeta,
 ) -> Result<()> {
     let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| Error::io(d, e));
-    let write_json = |path: &Path, value: &serde_json::Value| {
-        let text = serde_json::to_string_pretty(value).expect("JSON serialises");
-        std::fs::write(path, text).map_err(|e| Error::io(path, e))
-    };
     let copy = |name: &str| -> Result<()> {
         let from = source.join(name);
         let to = dir.join(name);
@@ -174,10 +171,7 @@ fn fill_folder<B: Backend>(
             &serde_json::Value::Array(modules),
         )?;
     }
-    write_json(
-        &dir.join("gcse.json"),
-        &serde_json::to_value(meta).expect("meta serialises"),
-    )
+    write_json(&dir.join("gcse.json"), meta)
 }
 
 /// The `cls` MLP as a sentence-transformers Dense layer (`linear.weight`

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::run_dir::RunDir;
 
 /// Files fetched for a hub model: the first existing name of each group.
 const HUB_FILES: &[&[&str]] = &[
@@ -21,11 +22,6 @@ const HUB_FILES: &[&[&str]] = &[
 
 /// Optional files fetched when present.
 const OPTIONAL_FILES: &[&str] = &["tokenizer_config.json"];
-
-/// The experiment file that marks a training run directory.
-pub const RUN_CONFIG: &str = "config.toml";
-/// The best model's folder inside a run directory.
-pub const RUN_BEST: &str = "best";
 
 /// Marks a cache entry whose downloads all finished.
 const COMPLETE: &str = ".complete";
@@ -46,8 +42,9 @@ pub fn cache_root() -> PathBuf {
 /// model; a hub id is fetched when needed.
 pub fn resolve_model(arg: &str) -> Result<PathBuf> {
     let path = Path::new(arg);
-    if path.join(RUN_CONFIG).is_file() && !path.join("config.json").is_file() {
-        let best = path.join(RUN_BEST);
+    let run = RunDir::new(path);
+    if run.holds_run() && !path.join("config.json").is_file() {
+        let best = run.best();
         if !best.join("config.json").is_file() {
             return Err(Error::ModelNotFound(format!(
                 "{arg}: a training run without a best model yet (it appears after the first evaluation)"

@@ -14,7 +14,7 @@ use crate::backend::{self, BackendKind, BackendTask};
 use crate::embed::embedder::Embeddings;
 use crate::error::Result;
 use crate::model::pooling::Pooling;
-use crate::train::frozen::FrozenModel;
+use crate::objective::teacher::{Teacher, TeacherSpec};
 
 /// How replacement candidates are found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -141,10 +141,17 @@ impl BackendTask for EmbedTexts {
     type Output = Result<Embeddings>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<Embeddings> {
-        let frozen =
-            FrozenModel::<B::InnerBackend>::open(&self.model, self.pooling, None, 0.05, &device)?;
+        let frozen = Teacher::<B>::load(
+            &TeacherSpec {
+                path: self.model,
+                pooling: self.pooling,
+                max_len: None,
+                dropout: 0.0,
+            },
+            &device,
+        )?;
         let bar = crate::progress::items(self.texts.len() as u64, "entities");
-        let embeddings = frozen.embedder(64, &device).embed(&self.texts, &bar)?;
+        let embeddings = frozen.embedder(64).embed(&self.texts, &bar)?;
         bar.finish_and_clear();
         Ok(embeddings)
     }

@@ -32,6 +32,7 @@ use super::neighbours::Neighbours;
 use super::prompt::PromptKind;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::json_file::{write_json, write_jsonl};
 use crate::rng::SplitMix64;
 use crate::triplets::Origin;
 
@@ -314,21 +315,4 @@ fn build_graph(records: &[KnowledgeRecord]) -> KnowledgeGraph {
             .iter()
             .filter_map(|r| r.knowledge.as_ref().map(|k| k.items.as_slice())),
     )
-}
-
-fn write_jsonl<T: Serialize>(path: &Path, records: &[T]) -> Result<()> {
-    write_atomic(path, |out| {
-        for record in records {
-            serde_json::to_writer(&mut *out, record)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
-    })
-}
-
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    write_atomic(path, |out| {
-        serde_json::to_writer_pretty(&mut *out, value)?;
-        out.write_all(b"\n")
-    })
 }

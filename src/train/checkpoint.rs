@@ -13,6 +13,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::json_file::{read_json, write_json};
 
 /// Where training stands; saved with every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,10 +37,10 @@ type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
 pub const PAUSE_IN_CHECKPOINT: &str = "GCSE_TEST_PAUSE_IN_CHECKPOINT";
 
 impl Checkpoints {
-    /// Checkpoints under `run_dir/checkpoints`.
-    pub fn new(run_dir: &Path) -> Self {
+    /// The checkpoints in `dir` (a run's [`crate::run_dir::RunDir::checkpoints`]).
+    pub fn new(dir: &Path) -> Self {
         Self {
-            dir: run_dir.join("checkpoints"),
+            dir: dir.to_path_buf(),
         }
     }
 
@@ -112,9 +113,7 @@ impl Checkpoints {
         recorder
             .record(optim.to_record(), tmp.join("optim"))
             .map_err(|e| fail("optim.mpk", e))?;
-        let json = serde_json::to_vec_pretty(state).expect("state serialises");
-        std::fs::write(tmp.join("state.json"), json)
-            .map_err(|e| Error::io(tmp.join("state.json"), e))?;
+        write_json(&tmp.join("state.json"), state)?;
         for file in ["model.mpk", "optim.mpk", "state.json"] {
             sync(&tmp.join(file))?;
         }
@@ -145,12 +144,7 @@ impl Checkpoints {
         let model = self.load_model(step, model, device)?;
         let dir = self.step_dir(step);
         let optim_record = load_record(&dir, "optim", device)?;
-        let path = dir.join("state.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let state: TrainState = serde_json::from_str(&text).map_err(|e| Error::Config {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let state: TrainState = read_json(&dir.join("state.json"))?;
         Ok((model, optim.load_record(optim_record), state))
     }
 

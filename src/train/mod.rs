@@ -1,18 +1,23 @@
-//! Training: the stage-1 and stage-2 steps, the frozen model, schedule,
-//! clipping, checkpoints, the loop.
+//! Training: the step for any objective, schedule, clipping, checkpoints,
+//! the metrics log, plots and the loop.
 
 pub mod checkpoint;
 pub mod clip;
-pub mod examples;
-pub mod frozen;
 pub mod metrics_log;
-pub mod model;
 pub mod plots;
 pub mod run;
 pub mod schedule;
+pub mod step;
+pub mod student;
 
-/// Names of the metrics the loop reports to its renderer.
+/// The metrics the loop reports to its renderer: their names and the
+/// updates that carry them.
 pub mod metric {
+    use std::sync::Arc;
+
+    use burn::train::metric::{MetricEntry, MetricId, NumericEntry, SerializedEntry};
+    use burn::train::renderer::MetricState;
+
     /// Training loss of the last step.
     pub const LOSS: &str = "loss";
     /// Learning rate of the last step.
@@ -21,26 +26,37 @@ pub mod metric {
     pub const THROUGHPUT: &str = "sentences/s";
     /// A free-text status line.
     pub const STATUS: &str = "status";
-    /// Prefix of dev-set Spearman metrics.
+    /// Prefix of dev-set metrics.
     pub const DEV_PREFIX: &str = "dev:";
-    /// Prefix of stage-2 decay statistics.
-    pub const DECAY_PREFIX: &str = "decay:";
 
-    /// Stage-2 decay statistics: mean decay weight of the own hard
-    /// negatives, fraction of them decayed, mean student-minus-frozen score.
-    pub const DECAY_STATS: [&str; 3] = ["mean weight", "fraction decayed", "mean s - s'"];
-
-    /// Stage-2 histogram of the weights left on the own hard negatives: 10
-    /// bins over [0, 1], serialised as a JSON list of counts.
-    pub const DECAY_HISTOGRAM: &str = "decay:histogram";
-
-    /// The metric name of a stage-2 decay statistic.
-    pub fn decay(stat: &str) -> String {
-        format!("{DECAY_PREFIX}{stat}")
-    }
-
-    /// The metric name of a dev task's Spearman.
+    /// The metric name of a dev task's primary metric.
     pub fn dev(task: &str) -> String {
         format!("{DEV_PREFIX}{task}")
+    }
+
+    /// A numeric update.
+    pub fn numeric(name: &str, value: f64, formatted: String) -> MetricState {
+        MetricState::Numeric(
+            entry(name, formatted, value.to_string()),
+            NumericEntry::Value(value),
+        )
+    }
+
+    /// A status line.
+    pub fn status(text: &str) -> MetricState {
+        MetricState::Generic(entry(STATUS, text.to_string(), text.to_string()))
+    }
+
+    /// A histogram's counts (as a JSON list).
+    pub fn counts(name: &str, counts: &[u64]) -> MetricState {
+        let json = serde_json::to_string(counts).expect("numbers serialise");
+        MetricState::Generic(entry(name, json.clone(), json))
+    }
+
+    fn entry(name: &str, formatted: String, serialized: String) -> MetricEntry {
+        MetricEntry::new(
+            MetricId::new(Arc::new(name.to_string())),
+            SerializedEntry::new(formatted, serialized),
+        )
     }
 }

@@ -1,36 +1,33 @@
-//! Pictures of a run from its `metrics.jsonl`: the loss curve, the dev
-//! Spearman curves with the best step marked, and the dashboard as it looked
-//! at the end (replayed through the same state updates the loop sends).
-
-use std::path::Path;
+//! Pictures of a run from its metrics log: the loss curve, the dev curves
+//! with the best step marked, the objective's statistics (its panel names
+//! the plot) and the dashboard as it looked at the end, replayed through the
+//! same state updates the loop sends.
 
 use burn::data::dataloader::Progress;
 use burn::train::renderer::TrainingProgress;
 
 use super::metric;
-use super::metrics_log::read_entries;
-use super::run::{files, numeric};
+use super::metrics_log::{read_log, LogEntry, StartEntry};
 use crate::config::TrainConfig;
 use crate::dashboard::screenshot::screenshot;
 use crate::dashboard::state::DashboardState;
 use crate::error::Result;
+use crate::eval::registry::dev_titles;
+use crate::objective::stats::StatsPanel;
 use crate::plot::chart::{line_chart, Curve, Marker, PALETTE};
+use crate::run_dir::RunDir;
 
-/// Written into the run directory.
-pub const LOSS_PNG: &str = "loss.png";
-/// Written into the run directory.
-pub const STS_PNG: &str = "sts_dev.png";
-/// Written into the run directory.
-pub const DASHBOARD_PNG: &str = "dashboard.png";
-/// Written into a stage-2 run directory.
-pub const DECAY_PNG: &str = "decay.png";
-
-/// Writes loss.png, sts_dev.png and dashboard.png for a run directory, and
-/// decay.png (the decay statistics per step) for a stage-2 run.
-pub fn write_run_plots(run_dir: &Path) -> Result<()> {
-    let config = TrainConfig::load(&run_dir.join(files::CONFIG))?;
-    let entries = read_entries(&run_dir.join(files::METRICS))?;
-    let state = replay(&config, &entries);
+/// Writes the loss, dev and dashboard pictures of `run` (started with
+/// `config`) and, when its objective has statistics, their plot. `panel` is
+/// used for logs that do not name their own (written before panels were
+/// logged).
+pub fn write_run_plots(
+    run: &RunDir,
+    config: &TrainConfig,
+    panel: Option<StatsPanel>,
+) -> Result<()> {
+    let entries = read_log(&run.metrics())?;
+    let state = replay(config, &entries, panel);
 
     let smooth = moving_average(&state.loss, 25);
     let loss = [
@@ -47,7 +44,8 @@ pub fn write_run_plots(run_dir: &Path) -> Result<()> {
             width: 2,
         },
     ];
-    line_chart("training loss", "step", &loss, &[], 900, 500).save_png(&run_dir.join(LOSS_PNG))?;
+    line_chart("training loss", "step", &loss, &[], 900, 500)
+        .save_png(&run.file(RunDir::LOSS_PNG))?;
 
     let curves: Vec<Curve> = state
         .dev
@@ -68,113 +66,104 @@ pub fn write_run_plots(run_dir: &Path) -> Result<()> {
         })
         .into_iter()
         .collect();
-    line_chart("dev Spearman x 100", "step", &curves, &markers, 900, 500)
-        .save_png(&run_dir.join(STS_PNG))?;
+    let title = format!("dev {}", state.dev_titles.metric);
+    line_chart(&title, "step", &curves, &markers, 900, 500).save_png(&run.file(RunDir::DEV_PNG))?;
 
-    if !state.decay.is_empty() {
-        let curves: Vec<Curve> = state
-            .decay
+    if let Some(panel) = state.panel.as_ref().filter(|_| !state.stats.is_empty()) {
+        let curves: Vec<Curve> = panel
+            .series
             .iter()
+            .filter_map(|spec| Some((spec, state.stats.get(&spec.key)?)))
             .enumerate()
-            .map(|(i, (stat, points))| Curve {
-                name: stat.clone(),
-                points: moving_average(points, 10),
+            .map(|(i, (spec, points))| Curve {
+                name: spec.label.clone(),
+                points: moving_average(points, panel.smooth),
                 color: PALETTE[i % PALETTE.len()],
                 width: 2,
             })
             .collect();
-        line_chart(
-            "stage 2 decay (mean of 10 steps)",
-            "step",
-            &curves,
-            &[],
-            900,
-            500,
-        )
-        .save_png(&run_dir.join(DECAY_PNG))?;
+        let title = format!("{} (mean of {} steps)", panel.title, panel.smooth);
+        line_chart(&title, "step", &curves, &[], 900, 500).save_png(&run.file(&panel.plot))?;
     }
-    screenshot(&state, 120, 36).save_png(&run_dir.join(DASHBOARD_PNG))
+    screenshot(&state, 120, 36).save_png(&run.file(RunDir::DASHBOARD_PNG))
 }
 
-/// The dashboard state at the end of the logged run.
-pub fn replay(config: &TrainConfig, entries: &[serde_json::Value]) -> DashboardState {
-    let tasks: Vec<String> = config
-        .eval
-        .tasks
+/// The dashboard state at the end of the logged run; `panel` stands in for
+/// a log that names none.
+pub fn replay(
+    config: &TrainConfig,
+    entries: &[LogEntry],
+    panel: Option<StatsPanel>,
+) -> DashboardState {
+    let starts: Vec<&StartEntry> = entries
         .iter()
-        .map(|t| t.key().to_string())
+        .filter_map(|e| match e {
+            LogEntry::Start(s) => Some(&**s),
+            _ => None,
+        })
         .collect();
-    let backend = entries
-        .iter()
-        .rev()
-        .find(|e| e["kind"] == "start")
-        .and_then(|e| e["backend"].as_str())
-        .unwrap_or("")
-        .to_string();
+    let last = starts.last();
+    let tasks = &config.eval.tasks;
     let mut state = DashboardState::new(
         config.run_dir.display().to_string(),
-        backend,
-        config.eval.select_by.key().to_string(),
-        &tasks,
+        last.map_or(String::new(), |s| s.backend.clone()),
+        last.and_then(|s| s.dev.clone())
+            .unwrap_or_else(|| dev_titles(tasks, &config.eval.select_by)),
+        tasks,
+        last.and_then(|s| s.panel.clone()).or(panel),
     );
-    let total = entries
-        .iter()
-        .find(|e| e["kind"] == "start")
-        .and_then(|e| e["total_steps"].as_u64())
-        .unwrap_or(0) as usize;
+    let total = starts.first().map_or(0, |s| s.total_steps);
+    let epochs = last
+        .and_then(|s| s.steps_per_epoch)
+        .map_or(config.train.epochs, |per| total.div_ceil(per.max(1)));
     let mut elapsed = 0.0;
     for e in entries {
-        let step = e["step"].as_u64().unwrap_or(0) as usize;
-        let progress = TrainingProgress {
-            progress: Some(Progress {
-                items_processed: step,
-                items_total: total,
-            }),
-            global_progress: Progress {
-                items_processed: e["epoch"].as_u64().unwrap_or(0) as usize + 1,
-                items_total: config.train.epochs,
-            },
-            iteration: Some(step),
-        };
-        match e["kind"].as_str() {
-            Some("step") => {
-                let per_second = e["sentences_per_second"].as_f64().unwrap_or(0.0);
-                elapsed += config.train.batch_size as f64 / per_second.max(1e-9);
+        match e {
+            LogEntry::Step(s) => {
+                elapsed += s.seconds.unwrap_or_else(|| {
+                    config.train.batch_size as f64 / s.sentences_per_second.max(1e-9)
+                });
+                let progress = TrainingProgress {
+                    progress: Some(Progress {
+                        items_processed: s.step,
+                        items_total: total,
+                    }),
+                    global_progress: Progress {
+                        items_processed: s.epoch + 1,
+                        items_total: epochs,
+                    },
+                    iteration: Some(s.step),
+                };
                 state.set_progress(&progress, elapsed);
-                for (name, key) in [
-                    (metric::LOSS, "loss"),
-                    (metric::LR, "lr"),
-                    (metric::THROUGHPUT, "sentences_per_second"),
+                for (name, v) in [
+                    (metric::LOSS, s.loss),
+                    (metric::LR, s.lr),
+                    (metric::THROUGHPUT, s.sentences_per_second),
                 ] {
-                    if let Some(v) = e[key].as_f64() {
-                        state.apply(&numeric(name, v, v.to_string()));
+                    state.apply(&metric::numeric(name, v, v.to_string()));
+                }
+            }
+            LogEntry::Stats(s) => {
+                let Some(panel) = state.panel.clone().filter(|p| p.name == s.kind) else {
+                    continue;
+                };
+                for spec in &panel.series {
+                    if let Some(v) = s.scalar(&spec.key) {
+                        state.apply(&metric::numeric(&panel.metric(&spec.key), v, v.to_string()));
+                    }
+                }
+                if let Some(counts) = panel.histogram.as_ref().and_then(|h| s.histogram(&h.key)) {
+                    state.histogram = counts.to_vec();
+                }
+            }
+            LogEntry::Eval(ev) => {
+                for task in ev.tasks.keys() {
+                    if let Some(v) = ev.primary(task) {
+                        state.apply(&metric::numeric(&metric::dev(task), v, v.to_string()));
                     }
                 }
             }
-            Some("decay") => {
-                for (stat, key) in
-                    metric::DECAY_STATS
-                        .iter()
-                        .zip(["mean_weight", "fraction_decayed", "mean_gap"])
-                {
-                    if let Some(v) = e[key].as_f64() {
-                        state.apply(&numeric(&metric::decay(stat), v, v.to_string()));
-                    }
-                }
-                if let Some(counts) = e["weights"].as_array() {
-                    state.decay_histogram = counts.iter().filter_map(|c| c.as_u64()).collect();
-                }
-            }
-            Some("eval") => {
-                if let Some(scores) = e["spearman"].as_object() {
-                    for (task, v) in scores {
-                        if let Some(v) = v.as_f64() {
-                            state.apply(&numeric(&metric::dev(task), v, v.to_string()));
-                        }
-                    }
-                }
-            }
-            _ => {}
+            LogEntry::Start(_) => {}
         }
     }
     state.status = if total > 0 && state.step >= total {

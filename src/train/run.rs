@@ -1,16 +1,16 @@
-//! The training loop: data order, dropout seeds, optimizer and schedule,
-//! evaluation on the dev sets every N steps, the best model exported, and
-//! atomic checkpoints from which `--resume` continues exactly (same losses as
-//! an uninterrupted run on the same backend).
+//! The training loop, for any [`Objective`]: data order, dropout seeds,
+//! optimizer and schedule, evaluation every N steps with the best model
+//! exported, and atomic checkpoints from which `--resume` continues exactly
+//! (same losses as an uninterrupted run on the same backend).
 //!
-//! The step itself is Burn's [`TrainStep`]; optimizers and the schedule are
-//! burn-optim's; progress goes to a burn-train [`MetricsRendererTraining`].
-//! burn-train's own `Learner` loop is not used: it checkpoints per epoch and
-//! cannot resume mid-epoch, evaluate a whole-dev-set Spearman every N steps,
-//! or write checkpoints atomically.
+//! The objective lays out each batch and computes its loss and statistics;
+//! the evaluators score the dev sets; the loop knows neither by name.
+//! Optimizers and the schedule are burn-optim's; progress goes to a
+//! burn-train [`MetricsRendererTraining`]. burn-train's own `Learner` loop
+//! is not used: it checkpoints per epoch and cannot resume mid-epoch,
+//! evaluate a whole dev set every N steps, or write checkpoints atomically.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 use burn::data::dataloader::Progress;
@@ -19,64 +19,51 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::lr_scheduler::LrScheduler;
 use burn::optim::{AdamConfig, AdamWConfig, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
-use burn::train::metric::{MetricEntry, MetricId, NumericEntry, SerializedEntry};
-use burn::train::renderer::{MetricState, MetricsRendererTraining, TrainingProgress};
-use burn::train::{Interrupter, ItemLazy, TrainStep};
+use burn::train::renderer::{MetricsRendererTraining, TrainingProgress};
+use burn::train::Interrupter;
 
-use super::checkpoint::{Checkpoints, TrainState};
+use super::checkpoint::TrainState;
 use super::clip::clip_global_norm;
-use super::examples::{self, Examples};
-use super::frozen::FrozenModel;
-use super::metric;
-use super::metrics_log::MetricsLog;
-use super::model::{ContrastiveModel, StepItem};
+use super::metric::{self, counts, numeric, status};
+use super::metrics_log::{EvalEntry, LogEntry, MetricsLog, StartEntry, StatsEntry, StepEntry};
 use super::schedule::LinearWarmupDecay;
-use crate::atomic::write_atomic;
-use crate::config::{MlpInit, OptimizerKind, Stage, TrainConfig};
-use crate::data::data_root;
+use super::step::{ContrastiveModel, TrainBatch};
+use super::student::Student;
+use crate::config::{EvalSection, ModelSection, OptimizerKind, TrainConfig, TrainSection};
+use crate::dashboard::state::DashboardState;
+use crate::data::batcher::TokenBatch;
 use crate::data::mix::{epoch_order, stream};
 use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
-use crate::eval::sts::{evaluate, StsReport, StsTask};
-use crate::model::bert::hf_linear;
+use crate::eval::evaluator::{evaluate, DevTitles, EvalReport, Evaluator, MetricInfo, Selection};
+use crate::eval::registry::{self as tasks, TEST_SUITE};
+use crate::json_file::write_json;
+use crate::loss::Readings;
 use crate::model::encoder::SentenceEncoder;
-use crate::model::export::{recover_dir, write_model_folder, FolderMeta};
-use crate::model::hub::resolve_model;
-use crate::model::lazy::materialise;
+use crate::model::export::{write_model_folder, FolderMeta};
 use crate::model::load::{LoadOptions, LoadedModel};
+use crate::objective::registry;
+use crate::objective::stats::StatsPanel;
+use crate::objective::{section_of, Objective, Setup};
 use crate::rng::SplitMix64;
+use crate::run_dir::RunDir;
 
-/// File names inside a run directory.
-pub mod files {
-    /// The experiment file as the run uses it.
-    pub const CONFIG: &str = crate::model::hub::RUN_CONFIG;
-    /// Per-step and per-evaluation metrics.
-    pub const METRICS: &str = "metrics.jsonl";
-    /// The best model so far, as a Hugging Face / sentence-transformers folder.
-    pub const BEST: &str = crate::model::hub::RUN_BEST;
-    /// Test-suite results of the best model.
-    pub const TEST_RESULTS: &str = "test_results.json";
-    /// Stage 2: the triplets filtered from the candidates.
-    pub const TRIPLETS: &str = "triplets.jsonl";
-    /// Stage 2: the filter's report.
-    pub const FILTER_REPORT: &str = "filter_report.json";
-}
-
-/// A run ready to train: model, data and (on resume) where to continue.
-pub struct Trainer<B: AutodiffBackend> {
+/// A run ready to train: model, objective with its data, evaluators and (on
+/// resume) where to continue.
+pub struct Trainer<B: AutodiffBackend, O: Objective> {
     config: TrainConfig,
+    run: RunDir,
     model_dir: PathBuf,
     model: ContrastiveModel<B>,
+    objective: O,
+    panel: Option<StatsPanel>,
+    evaluators: Vec<Box<dyn Evaluator>>,
+    selection: Selection,
+    /// The metric `selection` picks; `None` without evaluators.
+    selected: Option<MetricInfo>,
     tokenizer: SentenceTokenizer,
     pad_id: u32,
-    examples: Examples,
-    /// Stage 2: the frozen evaluation model.
-    frozen: Option<FrozenModel<B::InnerBackend>>,
-    /// One line on the training data.
-    pub data_summary: String,
-    /// Stage 2 with candidates: the filter's report.
-    pub filter_report: Option<crate::triplets::report::FilterReport>,
     /// The checkpoint a resume continues from.
     pub resume_from: Option<usize>,
     /// Optimizer steps of the whole run.
@@ -100,126 +87,104 @@ pub struct TrainOutcome {
     pub interrupted: bool,
 }
 
-impl<B: AutodiffBackend> Trainer<B> {
-    /// Loads the model and the data and checks the run directory: a new run
-    /// needs a directory without a run in it; `resume` needs the same
-    /// experiment file as the run was started with.
-    /// `backend` describes the device for the logs.
+impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
+    /// Loads the model and the objective's data and checks the run
+    /// directory: a new run needs a directory without a run in it; `resume`
+    /// needs the same experiment as the run was started with. `config`'s
+    /// objective section becomes `objective`'s; `evaluators` score the dev
+    /// sets (their names are the dev tasks). `backend` describes the device
+    /// for the logs.
     pub fn prepare(
-        config: TrainConfig,
+        mut config: TrainConfig,
+        objective: &O::Config,
+        evaluators: Vec<Box<dyn Evaluator>>,
         resume: bool,
         backend: &str,
         device: &B::Device,
     ) -> Result<Self> {
-        let run_dir = config.run_dir.clone();
-        let saved = run_dir.join(files::CONFIG);
-        if saved.exists() {
-            if !resume {
-                return Err(Error::Usage(format!(
-                    "{} already holds a run; pass --resume to continue it, or choose another run_dir",
-                    run_dir.display()
-                )));
-            }
-            let previous = TrainConfig::load(&saved)?;
-            if previous != config {
-                return Err(Error::Config {
-                    path: saved,
-                    message: "the experiment file differs from the one this run started with; \
-                              an exact resume needs the same settings"
-                        .into(),
-                });
-            }
+        config.objective = section_of::<O>(objective);
+        O::validate(objective, &config).map_err(Error::Usage)?;
+        let names: Vec<&str> = evaluators.iter().map(|e| e.name()).collect();
+        if names != config.eval.tasks {
+            return Err(Error::Usage(format!(
+                "`eval.tasks` is [{}] but the evaluators are [{}]",
+                config.eval.tasks.join(", "),
+                names.join(", ")
+            )));
         }
+        let (selection, selected) = select_by(&config.eval.select_by, &evaluators)?;
+        let run = RunDir::new(&config.run_dir);
+        run.check(resume, |saved| Ok(registry::read(saved)? == config))?;
 
-        let model_dir = resolve_model(&config.model.path)?;
-        let options = LoadOptions {
-            max_len: Some(config.model.max_len),
-            dropout: config.model.dropout,
+        let student = Student::<B>::load(
+            &config.model,
+            O::MLP_INIT,
+            O::NAME,
+            config.train.seed,
+            device,
+        )?;
+        let setup = Setup::<B> {
+            model: &config.model,
+            data: &config.data,
+            filter: &config.filter,
+            seed: config.train.seed,
+            temperature: config.train.temperature,
+            inference_batch: config.eval.batch_size,
+            tokenizer: &student.tokenizer,
+            run: &run,
+            device,
         };
-        let loaded = LoadedModel::<B>::from_dir(&model_dir, &options, device)?;
-        let mut encoder = loaded.encoder;
-        if config.mlp_init() == MlpInit::Pretrained
-            && config.stage == Stage::Gcse
-            && !loaded.report.has_pooler()
-        {
-            return Err(Error::Usage(format!(
-                "{}: no pooler (MLP) weights to continue from; stage 2 starts from a stage-1 run or model folder that has them",
-                loaded.report.weights.display()
-            )));
-        }
-        if config.mlp_init() == MlpInit::Random || !loaded.report.has_pooler() {
-            B::seed(
-                device,
-                SplitMix64::derived(config.train.seed, &[stream::MLP_INIT]).next_u64(),
-            );
-            let h = loaded.config.hidden_size;
-            let init = burn::module::Initializer::Normal {
-                mean: 0.0,
-                std: loaded.config.initializer_range,
-            };
-            encoder.pooler = hf_linear(h, h, &init, device);
-            materialise(&encoder.pooler);
-        }
-        let (data, frozen) = match config.stage {
-            Stage::Simcse => (examples::sentences(&config, &loaded.tokenizer)?, None),
-            Stage::Gcse => {
-                let frozen = FrozenModel::<B::InnerBackend>::load(&config, device)?;
-                let data = examples::triplets(&config, &loaded.tokenizer, &frozen, device)?;
-                (data, Some(frozen))
-            }
-        };
-        let batch = config.train.batch_size;
-        let steps_per_epoch = data.examples.len() / batch;
-        if steps_per_epoch == 0 {
-            return Err(Error::Usage(format!(
-                "{} training examples make no batch of {batch} (train.batch_size)",
-                data.examples.len()
-            )));
-        }
-        let all_steps = steps_per_epoch * config.train.epochs;
-        let total_steps = config
-            .train
-            .max_steps
-            .map_or(all_steps, |m| m.min(all_steps));
+        let prepared = O::prepare(objective, &setup)?;
+        let (steps_per_epoch, total_steps) = steps(&config.train, prepared.examples())?;
         // The run directory is claimed only once the model and data loaded.
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-        write_atomic(&saved, |w| {
-            std::io::Write::write_all(w, config.to_toml().as_bytes())
-        })?;
-        recover_dir(&run_dir.join(files::BEST))?;
-        let filter_report = match data.filtered {
-            Some((triplets, report)) => {
-                crate::triplets::triplet::write_triplets(
-                    &run_dir.join(files::TRIPLETS),
-                    &triplets,
-                )?;
-                report.save(&run_dir.join(files::FILTER_REPORT))?;
-                Some(report)
-            }
-            None => None,
-        };
-        let resume_from = if resume {
-            Checkpoints::new(&run_dir).complete()?.last().copied()
-        } else {
-            None
-        };
+        run.claim(&config.to_toml())?;
+        prepared.save(&run)?;
+        let resume_from = if resume { run.resume_step()? } else { None };
         Ok(Self {
-            model: ContrastiveModel::new(encoder, &config),
-            pad_id: loaded.config.pad_token_id as u32,
-            tokenizer: loaded.tokenizer,
-            model_dir,
-            examples: data.examples,
-            frozen,
-            data_summary: data.summary,
-            filter_report,
+            model: student.model,
+            pad_id: student.pad_id,
+            tokenizer: student.tokenizer,
+            model_dir: student.dir,
+            panel: O::panel(objective),
+            objective: prepared,
+            evaluators,
+            selection,
+            selected,
             resume_from,
             total_steps,
             steps_per_epoch,
+            run,
             config,
             backend: backend.to_string(),
             device: device.clone(),
             stop_after: None,
         })
+    }
+
+    /// Lines for the console on the objective's data.
+    pub fn summary(&self) -> Vec<String> {
+        self.objective.summary()
+    }
+
+    /// How the dashboard titles the dev curves.
+    pub fn dev_titles(&self) -> DevTitles {
+        DevTitles::of(&self.evaluators, &self.selection.to_string())
+    }
+
+    /// An empty dashboard for this run.
+    pub fn dashboard(&self) -> DashboardState {
+        let tasks: Vec<String> = self
+            .evaluators
+            .iter()
+            .map(|e| e.name().to_string())
+            .collect();
+        DashboardState::new(
+            self.run.root().display().to_string(),
+            self.backend.clone(),
+            self.dev_titles(),
+            &tasks,
+            self.panel.clone(),
+        )
     }
 
     /// Trains until the last step or a stop request, reporting to `renderer`.
@@ -249,15 +214,14 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
-    fn run_with<O: Optimizer<ContrastiveModel<B>, B>>(
+    fn run_with<Opt: Optimizer<ContrastiveModel<B>, B>>(
         self,
-        optim: O,
+        optim: Opt,
         renderer: &mut dyn MetricsRendererTraining,
         interrupter: &Interrupter,
     ) -> Result<TrainOutcome> {
         let config = &self.config;
-        let run_dir = &config.run_dir;
-        let checkpoints = Checkpoints::new(run_dir);
+        let checkpoints = self.run.checkpoints();
         let (mut model, mut optim, mut state) = match self.resume_from {
             Some(step) => checkpoints.load(step, self.model.clone(), optim, &self.device)?,
             None => (
@@ -275,16 +239,21 @@ impl<B: AutodiffBackend> Trainer<B> {
             config.train.schedule_steps.unwrap_or(self.total_steps),
         )
         .load_record::<B>(state.step);
-        let mut log = MetricsLog::open(&run_dir.join(files::METRICS), state.step)?;
-        log.write(&serde_json::json!({
-            "kind": "start", "step": state.step, "total_steps": self.total_steps, "backend": self.backend,
-        }))?;
-        let batch_size = config.train.batch_size;
-        let mut order = (usize::MAX, Vec::new());
+        let mut log = MetricsLog::open(&self.run.metrics(), state.step)?;
+        log.write(&LogEntry::Start(Box::new(StartEntry {
+            step: state.step,
+            total_steps: self.total_steps,
+            backend: self.backend.clone(),
+            objective: Some(O::NAME.to_string()),
+            steps_per_epoch: Some(self.steps_per_epoch),
+            dev: Some(self.dev_titles()),
+            panel: self.panel.clone(),
+        })))?;
+        let mut order = EpochOrder::default();
         let mut saved_at = state.step;
         let mut interrupted = false;
         let mut rate = Rate::default();
-        if state.step == 0 && config.eval.at_start && !config.eval.tasks.is_empty() {
+        if state.step == 0 && config.eval.at_start && !self.evaluators.is_empty() {
             self.evaluate_and_select(&model, &mut state, &mut log, renderer)?;
         }
         while state.step < self.total_steps {
@@ -293,65 +262,27 @@ impl<B: AutodiffBackend> Trainer<B> {
                 break;
             }
             let started = Instant::now();
-            let step = state.step;
-            let epoch = step / self.steps_per_epoch;
-            if order.0 != epoch {
-                order = (
-                    epoch,
-                    epoch_order(self.examples.len(), config.train.seed, epoch),
-                );
-            }
-            let at = (step % self.steps_per_epoch) * batch_size;
-            let batch = self.examples.batch::<B>(
-                &order.1[at..at + batch_size],
-                self.pad_id,
-                self.frozen.as_ref(),
-                SplitMix64::derived(config.train.seed, &[stream::DROPOUT, step as u64]).next_u64(),
-                &self.device,
-            );
-            let output = model.step(batch);
-            let mut grads = output.grads;
-            let grad_norm = (config.train.max_grad_norm > 0.0)
-                .then(|| clip_global_norm::<B, _>(&model, &mut grads, config.train.max_grad_norm));
-            let lr = schedule.step();
-            model = model.optimize(&mut optim, lr, grads);
-            let StepItem { loss, decay } = output.item.sync();
-            if !loss.is_finite() {
+            let indices = order.batch(&self, state.step);
+            let (next, done) = self.step(model, &mut optim, &mut schedule, state.step, indices)?;
+            model = next;
+            if !done.loss.is_finite() {
                 return Err(Error::Usage(format!(
-                    "the loss became {loss} at step {} (learning rate {lr:e}); the last checkpoint is step {saved_at}",
-                    step + 1
+                    "the loss became {} at step {} (learning rate {:e}); the last checkpoint is step {saved_at}",
+                    done.loss,
+                    state.step + 1,
+                    done.lr
                 )));
             }
             state.step += 1;
+            let seconds = started.elapsed().as_secs_f64();
             let per_second = rate.add(
-                batch_size * self.examples.sentences_per_example(),
-                started.elapsed().as_secs_f64(),
+                config.train.batch_size * self.objective.sentences_per_example(),
+                seconds,
             );
-            log.write(&serde_json::json!({
-                "kind": "step", "step": state.step, "epoch": epoch, "loss": loss, "lr": lr,
-                "grad_norm": grad_norm, "sentences_per_second": per_second,
-            }))?;
-            renderer.update_train(numeric(metric::LOSS, loss, format!("{loss:.4}")));
-            renderer.update_train(numeric(metric::LR, lr, format!("{lr:.2e}")));
-            renderer.update_train(numeric(
-                metric::THROUGHPUT,
-                per_second,
-                format!("{per_second:.1}"),
-            ));
-            if let Some((gap, weight)) = decay {
-                let stats = DecayStats::of(&gap, &weight);
-                log.write(&serde_json::json!({
-                    "kind": "decay", "step": state.step, "mean_weight": stats.mean_weight,
-                    "fraction_decayed": stats.fraction_decayed, "mean_gap": stats.mean_gap,
-                    "weights": stats.histogram,
-                }))?;
-                stats.report(renderer);
-            }
-            renderer.render_train(self.progress(state.step), Vec::new());
+            self.report(&done, state.step, seconds, per_second, &mut log, renderer)?;
 
             let last = state.step == self.total_steps;
-            if !config.eval.tasks.is_empty() && (state.step % config.eval.every_steps == 0 || last)
-            {
+            if !self.evaluators.is_empty() && (state.step % config.eval.every_steps == 0 || last) {
                 self.evaluate_and_select(&model, &mut state, &mut log, renderer)?;
             }
             if state.step % config.checkpoint_every() == 0 || last {
@@ -363,7 +294,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             renderer.update_train(status("stopping: writing a checkpoint"));
             checkpoints.save::<B, _, _>(&model, &optim, &state, config.checkpoint.keep_last)?;
         }
-        if !interrupted && config.eval.tasks.is_empty() {
+        if !interrupted && self.evaluators.is_empty() {
             self.export_best(&model.valid().encoder, state.step, f64::NAN)?;
         }
         Ok(TrainOutcome {
@@ -371,6 +302,94 @@ impl<B: AutodiffBackend> Trainer<B> {
             best: state.best,
             interrupted,
         })
+    }
+
+    /// Optimizer step `step + 1` on the examples `indices`: the batch the
+    /// objective lays out, its dropout and objective noise seeded by the
+    /// step, gradients clipped, the learning rate of the schedule.
+    fn step<Opt: Optimizer<ContrastiveModel<B>, B>>(
+        &self,
+        model: ContrastiveModel<B>,
+        optim: &mut Opt,
+        schedule: &mut LinearWarmupDecay,
+        step: usize,
+        indices: &[usize],
+    ) -> Result<(ContrastiveModel<B>, StepDone)> {
+        let train = &self.config.train;
+        let seed = |purpose| SplitMix64::derived(train.seed, &[purpose, step as u64]).next_u64();
+        let (rows, constants) =
+            self.objective
+                .batch::<B>(indices, seed(stream::OBJECTIVE), &self.device)?;
+        let batch = TrainBatch {
+            tokens: TokenBatch::new(&rows, self.pad_id, &self.device),
+            constants,
+            dropout_seed: seed(stream::DROPOUT),
+        };
+        let output = model.step(self.objective.loss(), &batch, train.grad_cache_chunk);
+        let mut grads = output.grads;
+        let grad_norm = (train.max_grad_norm > 0.0)
+            .then(|| clip_global_norm::<B, _>(&model, &mut grads, train.max_grad_norm));
+        let lr = schedule.step();
+        let model = optim.step(lr, model, grads);
+        let (loss, readings) = output.item.read();
+        Ok((
+            model,
+            StepDone {
+                epoch: step / self.steps_per_epoch,
+                loss,
+                lr,
+                grad_norm,
+                readings,
+            },
+        ))
+    }
+
+    /// Logs a finished step and shows it: loss, rate, throughput, and the
+    /// objective's statistics under its panel's name.
+    fn report(
+        &self,
+        done: &StepDone,
+        step: usize,
+        seconds: f64,
+        per_second: f64,
+        log: &mut MetricsLog,
+        renderer: &mut dyn MetricsRendererTraining,
+    ) -> Result<()> {
+        let StepDone {
+            epoch,
+            loss,
+            lr,
+            grad_norm,
+            ..
+        } = *done;
+        log.write(&LogEntry::Step(StepEntry {
+            step,
+            epoch,
+            loss,
+            lr,
+            grad_norm,
+            sentences_per_second: per_second,
+            seconds: Some(seconds),
+        }))?;
+        renderer.update_train(numeric(metric::LOSS, loss, format!("{loss:.4}")));
+        renderer.update_train(numeric(metric::LR, lr, format!("{lr:.2e}")));
+        renderer.update_train(numeric(
+            metric::THROUGHPUT,
+            per_second,
+            format!("{per_second:.1}"),
+        ));
+        let stats = self.objective.stats(&done.readings);
+        if let Some(panel) = self.panel.as_ref().filter(|_| !stats.is_empty()) {
+            log.write(&LogEntry::Stats(StatsEntry::new(&panel.name, step, &stats)))?;
+            for (key, v) in &stats.values {
+                renderer.update_train(numeric(&panel.metric(key), *v, format!("{v:.3}")));
+            }
+            for (key, h) in &stats.histograms {
+                renderer.update_train(counts(&panel.metric(key), h));
+            }
+        }
+        renderer.render_train(self.progress(step), Vec::new());
+        Ok(())
     }
 
     /// Evaluates on the dev tasks, keeps the model if it is the best so far,
@@ -382,31 +401,31 @@ impl<B: AutodiffBackend> Trainer<B> {
         log: &mut MetricsLog,
         renderer: &mut dyn MetricsRendererTraining,
     ) -> Result<()> {
-        let config = &self.config;
         renderer.update_train(status("evaluating on the dev sets"));
         renderer.render_train(self.progress(state.step), Vec::new());
         let inference = model.valid();
-        let report = self.evaluate_dev(&inference.encoder)?;
-        let score = report.spearman(config.eval.select_by).unwrap_or(f64::NAN);
-        let improved = state.best.is_none_or(|(best, _)| score > best);
+        let report = evaluate(&self.embedder(&inference.encoder), &self.evaluators)?;
+        let score = report.selected(&self.selection);
+        let higher_is_better = self.selected.is_none_or(|m| m.higher_is_better);
+        let improved = state.best.is_none_or(|(best, _)| {
+            if higher_is_better {
+                score > best
+            } else {
+                score < best
+            }
+        });
         if improved {
             state.best = Some((score, state.step));
             self.export_best(&inference.encoder, state.step, score)?;
         }
-        let scores: serde_json::Map<String, serde_json::Value> = report
-            .scores
-            .iter()
-            .map(|s| (s.task.clone(), serde_json::json!(s.spearman)))
-            .collect();
-        log.write(&serde_json::json!({
-            "kind": "eval", "step": state.step, "spearman": scores, "best": improved,
-        }))?;
+        log.write(&LogEntry::Eval(EvalEntry::new(
+            state.step,
+            &report.scores,
+            improved,
+        )))?;
         for s in &report.scores {
-            renderer.update_valid(numeric(
-                &metric::dev(&s.task),
-                s.spearman,
-                format!("{:.2}", s.spearman),
-            ));
+            let v = s.primary_value();
+            renderer.update_valid(numeric(&metric::dev(&s.task), v, format!("{v:.2}")));
         }
         renderer.render_valid(self.progress(state.step), Vec::new());
         Ok(())
@@ -440,114 +459,126 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
-    fn evaluate_dev(&self, encoder: &SentenceEncoder<B::InnerBackend>) -> Result<StsReport> {
-        evaluate(
-            &self.embedder(encoder),
-            &self.config.eval.tasks,
-            &senteval_dir(&self.config),
-        )
-    }
-
+    /// Writes the run's model: provenance names the step and the selected
+    /// score under its metric's name.
     fn export_best(
         &self,
         encoder: &SentenceEncoder<B::InnerBackend>,
         step: usize,
         score: f64,
     ) -> Result<()> {
+        let mut provenance = serde_json::json!({
+            "run_dir": self.config.run_dir, "step": step,
+            "selected_by": self.selection.to_string(),
+            "source_model": self.config.model.path,
+        });
+        if let Some(metric) = self.selected {
+            provenance[metric.name] = serde_json::json!(score);
+        }
         let meta = FolderMeta {
             pooling: self.config.model.eval_pooling,
             max_len: self.config.model.max_len,
-            provenance: serde_json::json!({
-                "run_dir": self.config.run_dir, "step": step,
-                "selected_by": self.config.eval.select_by.key(), "spearman": score,
-                "source_model": self.config.model.path,
-            }),
+            provenance,
         };
-        write_model_folder(
-            encoder,
-            &self.model_dir,
-            &self.config.run_dir.join(files::BEST),
-            &meta,
-        )
+        write_model_folder(encoder, &self.model_dir, &self.run.best(), &meta)
     }
 }
 
-/// The SentEval directory of a run's configuration.
-pub fn senteval_dir(config: &TrainConfig) -> PathBuf {
-    config
-        .eval
-        .data
-        .clone()
-        .unwrap_or_else(|| data_root().join("senteval"))
+/// Optimizer steps per epoch (the last, incomplete batch dropped) and in
+/// all, for `examples` examples.
+fn steps(train: &TrainSection, examples: usize) -> Result<(usize, usize)> {
+    let batch = train.batch_size;
+    let per_epoch = examples / batch;
+    if per_epoch == 0 {
+        return Err(Error::Usage(format!(
+            "{examples} training examples make no batch of {batch} (train.batch_size)"
+        )));
+    }
+    let all = per_epoch * train.epochs;
+    Ok((per_epoch, train.max_steps.map_or(all, |m| m.min(all))))
 }
 
-/// Evaluates the run's best model on the seven test tasks and saves the
-/// results in the run directory.
-pub fn final_test<B: burn::tensor::backend::Backend>(
-    config: &TrainConfig,
-    device: &B::Device,
-) -> Result<StsReport> {
-    let best = config.run_dir.join(files::BEST);
-    let model = LoadedModel::<B>::from_dir(&best, &LoadOptions::default(), device)?;
-    let embedder = Embedder::of(
-        &model,
-        config.model.eval_pooling,
-        config.eval.batch_size,
-        device,
-    );
-    let report = evaluate(&embedder, &StsTask::TEST_SUITE, &senteval_dir(config))?;
-    let path = config.run_dir.join(files::TEST_RESULTS);
-    write_atomic(&path, |w| {
-        serde_json::to_writer_pretty(&mut *w, &report)?;
-        Ok(())
+/// The selection `select_by` names among `evaluators`, and its metric.
+fn select_by(
+    select_by: &str,
+    evaluators: &[Box<dyn Evaluator>],
+) -> Result<(Selection, Option<MetricInfo>)> {
+    let selection = Selection::parse(select_by);
+    if evaluators.is_empty() {
+        return Ok((selection, None));
+    }
+    let names: Vec<&str> = evaluators.iter().map(|e| e.name()).collect();
+    let task = evaluators
+        .iter()
+        .find(|e| e.name() == selection.task)
+        .ok_or_else(|| {
+            Error::Usage(format!(
+                "`eval.select_by` (\"{select_by}\") names none of the tasks evaluated in training ({})",
+                names.join(", ")
+            ))
+        })?;
+    let metric = *selection.metric_of(task.metrics()).ok_or_else(|| {
+        Error::Usage(format!(
+            "`eval.select_by`: task {} reports no metric \"{}\"",
+            selection.task,
+            selection.metric.clone().unwrap_or_default()
+        ))
     })?;
+    Ok((selection, Some(metric)))
+}
+
+/// Evaluates `run`'s best model (embedded with `model.eval_pooling`) on the
+/// seven STS test tasks and saves the results in the run directory.
+pub fn final_test<B: burn::tensor::backend::Backend>(
+    run: &RunDir,
+    model: &ModelSection,
+    eval: &EvalSection,
+    device: &B::Device,
+) -> Result<EvalReport> {
+    let best = LoadedModel::<B>::from_dir(&run.best(), &LoadOptions::default(), device)?;
+    let embedder = Embedder::of(&best, model.eval_pooling, eval.batch_size, device);
+    let names: Vec<String> = TEST_SUITE.iter().map(|t| t.to_string()).collect();
+    let report = evaluate(&embedder, &tasks::load(&names, &eval.eval_data())?)?;
+    write_json(&run.test_results(), &report)?;
     Ok(report)
 }
 
-/// What the decay did to one batch's own hard negatives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecayStats {
-    /// Mean weight left on the own hard negatives' logits (1: undecayed).
-    pub mean_weight: f64,
-    /// Fraction of own hard negatives with weight at most 0.5.
-    pub fraction_decayed: f64,
-    /// Mean student-minus-frozen logit `s - s'`.
-    pub mean_gap: f64,
-    /// Weights in 10 bins over [0, 1].
-    pub histogram: Vec<u64>,
+/// What a step did, for the log and the renderer.
+struct StepDone {
+    epoch: usize,
+    loss: f64,
+    lr: f64,
+    grad_norm: Option<f64>,
+    readings: Readings,
 }
 
-impl DecayStats {
-    /// Statistics of per-triplet `s - s'` and weights.
-    pub fn of(gap: &[f64], weight: &[f64]) -> Self {
-        let n = weight.len().max(1) as f64;
-        let mut histogram = vec![0u64; 10];
-        for &w in weight {
-            histogram[((w * 10.0).floor().max(0.0) as usize).min(9)] += 1;
-        }
-        Self {
-            mean_weight: weight.iter().sum::<f64>() / n,
-            fraction_decayed: weight.iter().filter(|&&w| w <= 0.5).count() as f64 / n,
-            mean_gap: gap.iter().sum::<f64>() / gap.len().max(1) as f64,
-            histogram,
-        }
-    }
+/// The examples of each epoch in their seeded order, drawn when the epoch
+/// begins.
+#[derive(Default)]
+struct EpochOrder {
+    epoch: Option<usize>,
+    order: Vec<usize>,
+}
 
-    /// Sends the statistics to the dashboard or log.
-    pub fn report(&self, renderer: &mut dyn MetricsRendererTraining) {
-        for (stat, v) in
-            metric::DECAY_STATS
-                .iter()
-                .zip([self.mean_weight, self.fraction_decayed, self.mean_gap])
-        {
-            renderer.update_train(numeric(&metric::decay(stat), v, format!("{v:.3}")));
+impl EpochOrder {
+    /// The example indices of step `step + 1`'s batch.
+    fn batch<B: AutodiffBackend, O: Objective>(
+        &mut self,
+        trainer: &Trainer<B, O>,
+        step: usize,
+    ) -> &[usize] {
+        let epoch = step / trainer.steps_per_epoch;
+        if self.epoch != Some(epoch) {
+            self.order = epoch_order(
+                trainer.objective.examples(),
+                trainer.config.train.seed,
+                epoch,
+            );
+            self.epoch = Some(epoch);
         }
-        let counts = serde_json::to_string(&self.histogram).expect("numbers serialise");
-        renderer.update_train(MetricState::Generic(entry(
-            metric::DECAY_HISTOGRAM,
-            counts.clone(),
-            counts,
-        )));
+        let size = trainer.config.train.batch_size;
+        let at = (step % trainer.steps_per_epoch) * size;
+        &self.order[at..at + size]
     }
 }
 
@@ -569,24 +600,4 @@ impl Rate {
             .fold((0, 0.0), |(n, s), (a, b)| (n + a, s + b));
         n as f64 / s.max(1e-9)
     }
-}
-
-/// A numeric metric update for the renderer.
-pub fn numeric(name: &str, value: f64, formatted: String) -> MetricState {
-    MetricState::Numeric(
-        entry(name, formatted, value.to_string()),
-        NumericEntry::Value(value),
-    )
-}
-
-/// A status line for the renderer.
-pub fn status(text: &str) -> MetricState {
-    MetricState::Generic(entry(metric::STATUS, text.to_string(), text.to_string()))
-}
-
-fn entry(name: &str, formatted: String, serialized: String) -> MetricEntry {
-    MetricEntry::new(
-        MetricId::new(Arc::new(name.to_string())),
-        SerializedEntry::new(formatted, serialized),
-    )
 }

@@ -1,4 +1,4 @@
-//! Building triplets from candidates (paper Eq. 10-11, method.md
+//! Building triplets from candidates (paper Eq. 10-11, docs/method.md
 //! "Filtering"). With `s(x, c)` the frozen model's cosine similarity:
 //! - positive: the first positive candidate with `s >= alpha`, else the
 //!   source itself (a dropout positive);
@@ -11,166 +11,59 @@
 //! The rule is a pure function of the groups and their scores ([`select`]);
 //! [`score`] computes the scores with a frozen encoder.
 
-use std::collections::BTreeMap;
-
 use burn::tensor::backend::Backend;
-use serde::{Deserialize, Serialize};
 
-use super::candidates::CandidateGroup;
+use super::candidates::{Candidate, CandidateGroup};
 use super::report::FilterReport;
+use super::rule::{Fallback, FilterMode, FilterSection, GroupScores};
 use super::triplet::Triplet;
-use crate::embed::embedder::Embedder;
+use crate::embed::embedder::{distinct, Embedder, SentenceVectors};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
-/// Which rule builds the triplets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum FilterMode {
-    /// Eq. 10-11: thresholds alpha and beta on the frozen model's scores.
-    #[default]
-    Threshold,
-    /// No filtering (ablation "w/o filtering"): the first candidate of each
-    /// role, whatever its score; fallbacks only where a role has none.
-    None,
-    /// Ablation "w/ random": the source as its own positive and a fallback
-    /// source sentence (use `fallback = "random"`) as negative; candidates
-    /// unused.
-    Random,
+/// Every distinct sentence of `groups` (sources and candidates), in the
+/// order they first appear.
+pub fn sentences(groups: &[CandidateGroup]) -> Vec<&str> {
+    distinct(groups.iter().flat_map(|g| {
+        std::iter::once(g.source.as_str())
+            .chain(g.positives.iter().map(|c| c.text.as_str()))
+            .chain(g.negatives.iter().map(|c| c.text.as_str()))
+    }))
 }
 
-/// Which other source sentence a missing negative falls back to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Fallback {
-    /// The source `fallback_offset` rows later, or as many earlier near the
-    /// end (the authors' code, offset 6).
-    #[default]
-    Offset,
-    /// A seeded uniform choice among the other sources.
-    Random,
-}
-
-/// `[filter]` of an experiment file, and the options of `gcse filter`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilterSection {
-    /// Default `threshold`.
-    #[serde(default)]
-    pub mode: FilterMode,
-    /// Lowest cosine for a positive. Default 0.80 (the authors' code; the
-    /// paper reports 0.9).
-    #[serde(default = "default_alpha")]
-    pub alpha: f64,
-    /// A negative must score below this cosine. Default 0.75 (paper and code).
-    #[serde(default = "default_beta")]
-    pub beta: f64,
-    /// Default `offset`.
-    #[serde(default)]
-    pub fallback: Fallback,
-    /// Rows between a source and its fallback negative. Default 6.
-    #[serde(default = "default_offset")]
-    pub fallback_offset: usize,
-    /// Keep rejected negative candidates as extra rows `(c, c, fallback)`.
-    /// Default true (the authors' code).
-    #[serde(default = "default_true")]
-    pub extra_rows: bool,
-    /// Seed of the random fallback. Default: the run's `train.seed` (42 for
-    /// `gcse filter`).
-    #[serde(default)]
-    pub seed: Option<u64>,
-}
-
-fn default_alpha() -> f64 {
-    0.80
-}
-fn default_beta() -> f64 {
-    0.75
-}
-fn default_offset() -> usize {
-    6
-}
-fn default_true() -> bool {
-    true
-}
-
-impl Default for FilterSection {
-    fn default() -> Self {
-        toml::from_str("").expect("every [filter] key has a default")
-    }
-}
-
-impl FilterSection {
-    /// Checks values serde cannot; the message names the key.
-    pub fn validate(&self) -> std::result::Result<(), String> {
-        for (key, v) in [("filter.alpha", self.alpha), ("filter.beta", self.beta)] {
-            if !(-1.0..=1.0).contains(&v) {
-                return Err(format!("`{key}` is a cosine, in [-1, 1], not {v}"));
-            }
-        }
-        if self.fallback == Fallback::Offset && self.fallback_offset == 0 {
-            return Err("`filter.fallback_offset` must be at least 1".into());
-        }
-        Ok(())
-    }
-
-    /// Whether the rule reads the frozen model's scores.
-    pub fn needs_scores(&self) -> bool {
-        self.mode == FilterMode::Threshold
-    }
-}
-
-/// Frozen-model cosines of one group's candidates with its source, in the
-/// candidates' order.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct GroupScores {
-    /// One per positive candidate.
-    pub positives: Vec<f64>,
-    /// One per negative candidate.
-    pub negatives: Vec<f64>,
+/// The cosine of every candidate with its source, from `vectors` (which
+/// hold every sentence of `groups`: a frozen model's, no dropout).
+pub fn score_with(groups: &[CandidateGroup], vectors: &SentenceVectors) -> Vec<GroupScores> {
+    let scores = |source: &str, candidates: &[Candidate]| -> Vec<f64> {
+        candidates
+            .iter()
+            .map(|c| vectors.cosine(source, &c.text))
+            .collect()
+    };
+    groups
+        .iter()
+        .map(|g| GroupScores {
+            positives: scores(&g.source, &g.positives),
+            negatives: scores(&g.source, &g.negatives),
+        })
+        .collect()
 }
 
 /// Scores every candidate against its source with `embedder` (a frozen
 /// model: inference backend, no dropout). Each distinct sentence is embedded
 /// once.
-pub fn score<'a, B: Backend>(
-    groups: &'a [CandidateGroup],
+pub fn score<B: Backend>(
+    groups: &[CandidateGroup],
     embedder: &Embedder<'_, B>,
 ) -> Result<Vec<GroupScores>> {
-    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut texts: Vec<&str> = Vec::new();
-    let mut id_of = |t: &'a str| -> usize {
-        *index.entry(t).or_insert_with(|| {
-            texts.push(t);
-            texts.len() - 1
-        })
-    };
-    let ids: Vec<(usize, Vec<usize>, Vec<usize>)> = groups
-        .iter()
-        .map(|g| {
-            (
-                id_of(&g.source),
-                g.positives.iter().map(|c| id_of(&c.text)).collect(),
-                g.negatives.iter().map(|c| id_of(&c.text)).collect(),
-            )
-        })
-        .collect();
+    let texts = sentences(groups);
     let bar = crate::progress::items(texts.len() as u64, "scoring sentences");
     let embeddings = embedder.embed(&texts, &bar)?;
     bar.finish_and_clear();
-    Ok(ids
-        .into_iter()
-        .map(|(s, pos, neg)| GroupScores {
-            positives: pos
-                .iter()
-                .map(|&c| embeddings.cosine(s, &embeddings, c))
-                .collect(),
-            negatives: neg
-                .iter()
-                .map(|&c| embeddings.cosine(s, &embeddings, c))
-                .collect(),
-        })
-        .collect())
+    Ok(score_with(
+        groups,
+        &SentenceVectors::new(&texts, embeddings),
+    ))
 }
 
 /// The index of the source a missing negative of source `i` (of `n`) falls

@@ -1,10 +1,11 @@
 //! Stage-2 data: synthetic candidates in, (anchor, positive, hard negative)
 //! triplets out, filtered by the frozen evaluation model (paper Eq. 10-11,
-//! method.md "Filtering").
+//! docs/method.md "Filtering").
 
 pub mod candidates;
 pub mod filter;
 pub mod report;
+pub mod rule;
 pub mod triplet;
 
 use serde::{Deserialize, Serialize};

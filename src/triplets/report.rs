@@ -1,13 +1,13 @@
 //! What filtering did: counts kept, fallen back and extra, and histograms of
 //! the frozen model's scores of positive and negative candidates. Printed by
-//! `gcse filter` and stage-2 training, saved as JSON.
+//! `gcse filter` and training on candidates, saved as JSON.
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
 use super::candidates::CandidateGroup;
-use super::filter::{FilterMode, FilterSection, GroupScores};
+use super::rule::{FilterMode, FilterSection, GroupScores};
 
 /// Counts of one role (positive or negative).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,14 +149,6 @@ impl FilterReport {
             positive_scores: Histogram::cosine(),
             negative_scores: Histogram::cosine(),
         }
-    }
-
-    /// Writes the report as JSON, atomically.
-    pub fn save(&self, path: &std::path::Path) -> crate::Result<()> {
-        crate::atomic::write_atomic(path, |w| {
-            serde_json::to_writer_pretty(&mut *w, self)?;
-            Ok(())
-        })
     }
 
     /// Counts a group's candidates and, when scored, their scores.

@@ -4,13 +4,11 @@
 //! the file's), and the provenance `gcse filter` adds (kinds and scores).
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use super::{id_field, json_object, origin_field, read_records, text_field, Origin};
-use crate::atomic::write_atomic;
 use crate::data::corpus::{expand_data_path, OnBadLine};
 use crate::error::Result;
 
@@ -99,16 +97,5 @@ fn parse_triplet(line: &str, default_origin: Origin) -> std::result::Result<Trip
         negative_kind: optional("negative_kind").to_string(),
         positive_score: score("positive_score"),
         negative_score: score("negative_score"),
-    })
-}
-
-/// Writes triplets as JSONL, atomically (temporary sibling, then rename).
-pub fn write_triplets(path: &Path, triplets: &[Triplet]) -> Result<()> {
-    write_atomic(path, |w| {
-        for t in triplets {
-            serde_json::to_writer(&mut *w, t)?;
-            w.write_all(b"\n")?;
-        }
-        Ok(())
     })
 }

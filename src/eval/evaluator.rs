@@ -1,0 +1,309 @@
+//! Evaluators as plug-ins (after sentence-transformers' `SentenceEvaluator`).
+//! An evaluator is one task: it names the sentences it needs, then scores
+//! their vectors into named metrics, the first of which is its primary one
+//! (with its direction). [`evaluate`] embeds each distinct sentence of all
+//! tasks once and scores every task; training, `eval.select_by`, the log, the
+//! dashboard and `gcse eval` read the results through these types alone.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+use serde::{Deserialize, Serialize};
+
+pub use crate::embed::embedder::SentenceVectors;
+use crate::embed::embedder::{distinct, Embedder};
+use crate::error::Result;
+
+/// One metric an evaluator reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricInfo {
+    /// Key in results and logs, and after `/` in `eval.select_by`.
+    pub name: &'static str,
+    /// How titles name it (e.g. "Spearman x100").
+    pub label: &'static str,
+    /// Whether a larger value is better (for picking the best checkpoint).
+    pub higher_is_better: bool,
+}
+
+/// One evaluation task.
+pub trait Evaluator: Send + Sync {
+    /// Its name in `eval.tasks`, results, the log and the dashboard.
+    fn name(&self) -> &str;
+    /// Its column header in result tables.
+    fn column(&self) -> &str;
+    /// The family of tasks it belongs to (e.g. "STS"), for titles.
+    fn family(&self) -> &str;
+    /// The metrics it reports, the primary one first.
+    fn metrics(&self) -> &[MetricInfo];
+    /// Every sentence whose vector it needs (repeats allowed).
+    fn sentences(&self) -> Vec<&str>;
+    /// Its results from the vectors of [`Evaluator::sentences`].
+    fn score(&self, vectors: &SentenceVectors) -> TaskResult;
+}
+
+/// The results of one task.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskResult {
+    /// The task's name.
+    pub task: String,
+    /// Its column header.
+    #[serde(skip)]
+    pub column: String,
+    /// The primary metric's name.
+    pub primary: String,
+    /// Every metric's value.
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
+    /// Sizes (e.g. `pairs`: sentence pairs scored).
+    #[serde(flatten)]
+    pub counts: BTreeMap<String, usize>,
+}
+
+impl TaskResult {
+    /// The value of `metric`, or of the primary metric.
+    pub fn value(&self, metric: Option<&str>) -> Option<f64> {
+        self.metrics.get(metric.unwrap_or(&self.primary)).copied()
+    }
+
+    /// The primary metric's value (NaN if missing).
+    pub fn primary_value(&self) -> f64 {
+        self.value(None).unwrap_or(f64::NAN)
+    }
+}
+
+/// Results of several tasks and the cost of computing them.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// One entry per task, in the order asked.
+    pub scores: Vec<TaskResult>,
+    /// Mean of the tasks' primary metrics.
+    pub average: f64,
+    /// Distinct sentences embedded.
+    pub sentences: usize,
+    /// Wall-clock seconds spent embedding.
+    pub seconds: f64,
+    /// Sentences embedded per second.
+    pub sentences_per_second: f64,
+}
+
+impl EvalReport {
+    /// The results of `task`, if it was evaluated.
+    pub fn task(&self, task: &str) -> Option<&TaskResult> {
+        self.scores.iter().find(|s| s.task == task)
+    }
+
+    /// The value `selection` picks (NaN if missing).
+    pub fn selected(&self, selection: &Selection) -> f64 {
+        self.task(&selection.task)
+            .and_then(|t| t.value(selection.metric.as_deref()))
+            .unwrap_or(f64::NAN)
+    }
+
+    /// The results as a text table: one column per task with its primary
+    /// metric, then the average; a second line gives the counts.
+    pub fn table(&self) -> String {
+        let mut headers: Vec<String> = self.scores.iter().map(|s| s.column.clone()).collect();
+        headers.push("Avg.".into());
+        let mut values: Vec<String> = self
+            .scores
+            .iter()
+            .map(|s| format!("{:.2}", s.primary_value()))
+            .collect();
+        values.push(format!("{:.2}", self.average));
+        let mut counts: Vec<String> = self
+            .scores
+            .iter()
+            .map(|s| {
+                s.counts
+                    .values()
+                    .next()
+                    .map_or(String::new(), usize::to_string)
+            })
+            .collect();
+        counts.push(String::new());
+        let unit = self
+            .scores
+            .iter()
+            .find_map(|s| s.counts.keys().next())
+            .map_or("items", String::as_str);
+        let widths: Vec<usize> = headers
+            .iter()
+            .zip(&values)
+            .map(|(h, v)| h.len().max(v.len()).max(5))
+            .collect();
+        let rule = format!(
+            "+{}+",
+            widths
+                .iter()
+                .map(|w| "-".repeat(w + 2))
+                .collect::<Vec<_>>()
+                .join("+")
+        );
+        let cells = |cells: &[String], sep: &str| {
+            cells
+                .iter()
+                .zip(&widths)
+                .map(|(c, w)| format!(" {c:>w$} "))
+                .collect::<Vec<_>>()
+                .join(sep)
+        };
+        let row = |values: &[String]| format!("|{}|", cells(values, "|"));
+        let counts_row = format!(" {}", cells(&counts, " "));
+        [
+            rule.clone(),
+            row(&headers),
+            rule.clone(),
+            row(&values),
+            rule,
+            format!("{} {unit}", counts_row.trim_end()),
+        ]
+        .join("\n")
+    }
+}
+
+/// Which result picks the best checkpoint: `eval.select_by`, `"task"` (its
+/// primary metric) or `"task/metric"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    /// The task.
+    pub task: String,
+    /// The metric; `None`: the task's primary one.
+    pub metric: Option<String>,
+}
+
+impl Selection {
+    /// Reads `"task"` or `"task/metric"`.
+    pub fn parse(text: &str) -> Self {
+        match text.split_once('/') {
+            Some((task, metric)) => Self {
+                task: task.to_string(),
+                metric: Some(metric.to_string()),
+            },
+            None => Self {
+                task: text.to_string(),
+                metric: None,
+            },
+        }
+    }
+
+    /// The metric among `metrics` (a task's, primary first) this selects.
+    pub fn metric_of<'a>(&self, metrics: &'a [MetricInfo]) -> Option<&'a MetricInfo> {
+        match &self.metric {
+            None => metrics.first(),
+            Some(name) => metrics.iter().find(|m| m.name == name),
+        }
+    }
+}
+
+impl std::fmt::Display for Selection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.metric {
+            None => f.write_str(&self.task),
+            Some(m) => write!(f, "{}/{m}", self.task),
+        }
+    }
+}
+
+/// Evaluates every task, embedding each distinct sentence once.
+pub fn evaluate<B: Backend>(
+    embedder: &Embedder<'_, B>,
+    tasks: &[Box<dyn Evaluator>],
+) -> Result<EvalReport> {
+    let unique = distinct(tasks.iter().flat_map(|t| t.sentences()));
+    let bar = crate::progress::items(unique.len() as u64, "sentences");
+    let start = Instant::now();
+    let embeddings = embedder.embed(&unique, &bar)?;
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let sentences = unique.len();
+    let vectors = SentenceVectors::new(&unique, embeddings);
+    let scores: Vec<TaskResult> = tasks.iter().map(|t| t.score(&vectors)).collect();
+    let average =
+        scores.iter().map(TaskResult::primary_value).sum::<f64>() / scores.len().max(1) as f64;
+    Ok(EvalReport {
+        average,
+        sentences,
+        seconds,
+        sentences_per_second: sentences as f64 / seconds.max(1e-9),
+        scores,
+    })
+}
+
+/// How the dashboard titles the dev curves, and which task picks the best.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DevTitles {
+    /// The tab ("STS dev" when every task is of one family, else "dev").
+    pub tab: String,
+    /// The metric the curves show ("Spearman x100" when every task's
+    /// primary metric is the same, else "primary metric").
+    pub metric: String,
+    /// `eval.select_by`.
+    pub select_by: String,
+    /// Whether the selected metric is better when larger.
+    #[serde(default = "larger")]
+    pub higher_is_better: bool,
+}
+
+fn larger() -> bool {
+    true
+}
+
+impl DevTitles {
+    /// The titles of `tasks`, the best picked by `select_by`.
+    pub fn of(tasks: &[Box<dyn Evaluator>], select_by: &str) -> Self {
+        let selection = Selection::parse(select_by);
+        let higher_is_better = tasks
+            .iter()
+            .find(|t| t.name() == selection.task)
+            .and_then(|t| selection.metric_of(t.metrics()))
+            .is_none_or(|m| m.higher_is_better);
+        Self::from_parts(
+            tasks.iter().map(|t| (t.family(), t.metrics()[0].label)),
+            select_by,
+            higher_is_better,
+        )
+    }
+
+    /// The titles of tasks given as (family, primary metric label).
+    pub fn from_parts<'a>(
+        tasks: impl IntoIterator<Item = (&'a str, &'a str)>,
+        select_by: &str,
+        higher_is_better: bool,
+    ) -> Self {
+        let (families, labels): (Vec<&str>, Vec<&str>) = tasks.into_iter().unzip();
+        let common = |items: &[&'a str]| -> Option<&'a str> {
+            let first = *items.first()?;
+            items.iter().all(|&i| i == first).then_some(first)
+        };
+        Self {
+            tab: common(&families).map_or("dev".into(), |f| format!("{f} dev")),
+            metric: common(&labels).unwrap_or("primary metric").to_string(),
+            select_by: select_by.to_string(),
+            higher_is_better,
+        }
+    }
+}
+
+/// Where evaluation data lives.
+#[derive(Debug, Clone)]
+pub struct EvalData {
+    /// A SentEval data directory (holding `STS/` and `SICK/`).
+    pub senteval: std::path::PathBuf,
+}
+
+/// A family of tasks sharing one evaluator type, as [`super::registry`]
+/// lists it.
+pub struct TaskFamily {
+    /// The family's name in titles (e.g. "STS").
+    pub family: &'static str,
+    /// Every task's canonical name.
+    pub names: &'static [&'static str],
+    /// The canonical name `name` stands for in this family (other spellings
+    /// allowed), if any.
+    pub resolve: fn(&str) -> Option<&'static str>,
+    /// The metrics of each of its tasks, primary first.
+    pub metrics: &'static [MetricInfo],
+    /// Loads task `name`'s data.
+    pub load: fn(&'static str, &EvalData) -> Result<Box<dyn Evaluator>>,
+}

@@ -1,0 +1,135 @@
+//! The evaluation tasks `eval.tasks` and `gcse eval --tasks` can name: the
+//! one place that lists them. Adding a family of tasks is its evaluator
+//! module plus one entry in [`FAMILIES`].
+
+use super::evaluator::{DevTitles, EvalData, Evaluator, MetricInfo, Selection, TaskFamily};
+use super::sts;
+use crate::error::{Error, Result};
+
+/// Every family of tasks.
+const FAMILIES: &[TaskFamily] = &[sts::FAMILY];
+
+/// The test suite SimCSE and GCSE report, in the papers' column order.
+pub const TEST_SUITE: [&str; 7] = ["sts12", "sts13", "sts14", "sts15", "sts16", "stsb", "sickr"];
+
+/// The development sets.
+pub const DEV: [&str; 2] = ["stsb-dev", "sickr-dev"];
+
+fn find(name: &str) -> Option<(&'static TaskFamily, &'static str)> {
+    FAMILIES
+        .iter()
+        .find_map(|f| (f.resolve)(name).map(|canonical| (f, canonical)))
+}
+
+/// Every task's name.
+pub fn names() -> Vec<&'static str> {
+    FAMILIES
+        .iter()
+        .flat_map(|f| f.names.iter().copied())
+        .collect()
+}
+
+fn unknown(name: &str) -> String {
+    format!(
+        "unknown evaluation task \"{name}\" ({})",
+        names().join(", ")
+    )
+}
+
+/// The canonical name of task `name`; the message lists the known ones.
+pub fn canonical(name: &str) -> std::result::Result<&'static str, String> {
+    find(name).map(|(_, c)| c).ok_or_else(|| unknown(name))
+}
+
+/// The metrics of task `name`, primary first.
+pub fn metrics(name: &str) -> std::result::Result<&'static [MetricInfo], String> {
+    find(name)
+        .map(|(f, _)| f.metrics)
+        .ok_or_else(|| unknown(name))
+}
+
+/// `select_by` in canonical form, checked against the tasks it picks from.
+pub fn check_selection(select_by: &str, tasks: &[String]) -> std::result::Result<String, String> {
+    let selection = Selection::parse(select_by);
+    let task = canonical(&selection.task)?;
+    if !tasks.iter().any(|t| t == task) {
+        return Err(format!(
+            "`eval.select_by` (\"{select_by}\") must be one of `eval.tasks`"
+        ));
+    }
+    let metrics = metrics(task)?;
+    if selection.metric_of(metrics).is_none() {
+        return Err(format!(
+            "`eval.select_by`: task {task} has no metric \"{}\" ({})",
+            selection.metric.unwrap_or_default(),
+            metrics
+                .iter()
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    Ok(Selection {
+        task: task.to_string(),
+        metric: selection.metric,
+    }
+    .to_string())
+}
+
+/// How the dashboard titles the dev curves of `tasks` (registered ones;
+/// others count as a family of their own).
+pub fn dev_titles(tasks: &[String], select_by: &str) -> DevTitles {
+    let selection = Selection::parse(select_by);
+    let higher_is_better = find(&selection.task)
+        .and_then(|(f, _)| selection.metric_of(f.metrics))
+        .is_none_or(|m| m.higher_is_better);
+    DevTitles::from_parts(
+        tasks.iter().map(|t| {
+            find(t).map_or((t.as_str(), "primary metric"), |(f, _)| {
+                (f.family, f.metrics[0].label)
+            })
+        }),
+        select_by,
+        higher_is_better,
+    )
+}
+
+/// Loads the data of every task in `names`.
+pub fn load(names: &[String], data: &EvalData) -> Result<Vec<Box<dyn Evaluator>>> {
+    names
+        .iter()
+        .map(|name| {
+            let (family, canonical) = find(name).ok_or_else(|| Error::Usage(unknown(name)))?;
+            (family.load)(canonical, data)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_resolve_to_themselves_and_suites_are_known() {
+        for name in names() {
+            assert_eq!(canonical(name), Ok(name));
+        }
+        for name in TEST_SUITE.iter().chain(&DEV) {
+            assert!(names().contains(name), "{name}");
+        }
+        assert_eq!(canonical("STS-B dev"), Ok("stsb-dev"));
+        assert!(canonical("sts99").unwrap_err().contains("sts99"));
+        let tasks = vec!["stsb-dev".to_string()];
+        assert_eq!(check_selection("STS-B dev", &tasks), Ok("stsb-dev".into()));
+        assert_eq!(
+            check_selection("stsb-dev/pearson", &tasks),
+            Ok("stsb-dev/pearson".into())
+        );
+        assert!(check_selection("stsb-dev/recall", &tasks)
+            .unwrap_err()
+            .contains("recall"));
+        assert!(check_selection("sickr-dev", &tasks)
+            .unwrap_err()
+            .contains("eval.select_by"));
+    }
+}

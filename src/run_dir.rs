@@ -1,0 +1,143 @@
+//! A training run's directory: the name of every file in it, the guard that
+//! keeps one run to a directory, the claim that starts one, and the
+//! checkpoint a resume continues from.
+
+use std::path::{Path, PathBuf};
+
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+use crate::model::export::recover_dir;
+use crate::train::checkpoint::Checkpoints;
+
+/// The directory of one training run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// The experiment file as the run uses it; its presence marks a run.
+    pub const CONFIG: &'static str = "config.toml";
+    /// One JSON line per step, evaluation and statistics entry.
+    pub const METRICS: &'static str = "metrics.jsonl";
+    /// The best model so far, a Hugging Face / sentence-transformers folder.
+    pub const BEST: &'static str = "best";
+    /// Test-suite results of the best model.
+    pub const TEST_RESULTS: &'static str = "test_results.json";
+    /// Triplets filtered from candidate files when the run started.
+    pub const TRIPLETS: &'static str = "triplets.jsonl";
+    /// The report of that filtering.
+    pub const FILTER_REPORT: &'static str = "filter_report.json";
+    /// Resumable checkpoints, one folder each.
+    pub const CHECKPOINTS: &'static str = "checkpoints";
+    /// Cached vectors of frozen teachers.
+    pub const TEACHERS: &'static str = "teachers";
+    /// The loss curve.
+    pub const LOSS_PNG: &'static str = "loss.png";
+    /// The dev-set curves.
+    pub const DEV_PNG: &'static str = "sts_dev.png";
+    /// The dashboard as the run left it.
+    pub const DASHBOARD_PNG: &'static str = "dashboard.png";
+
+    /// The run directory at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `name` inside the directory (for files an objective names, such as
+    /// its statistics plot).
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    /// [`Self::CONFIG`].
+    pub fn config(&self) -> PathBuf {
+        self.file(Self::CONFIG)
+    }
+
+    /// [`Self::METRICS`].
+    pub fn metrics(&self) -> PathBuf {
+        self.file(Self::METRICS)
+    }
+
+    /// [`Self::BEST`].
+    pub fn best(&self) -> PathBuf {
+        self.file(Self::BEST)
+    }
+
+    /// [`Self::TEST_RESULTS`].
+    pub fn test_results(&self) -> PathBuf {
+        self.file(Self::TEST_RESULTS)
+    }
+
+    /// [`Self::TRIPLETS`].
+    pub fn triplets(&self) -> PathBuf {
+        self.file(Self::TRIPLETS)
+    }
+
+    /// [`Self::FILTER_REPORT`].
+    pub fn filter_report(&self) -> PathBuf {
+        self.file(Self::FILTER_REPORT)
+    }
+
+    /// The run's checkpoints.
+    pub fn checkpoints(&self) -> Checkpoints {
+        Checkpoints::new(&self.file(Self::CHECKPOINTS))
+    }
+
+    /// The stem of teacher `name`'s vector cache (`.npy` and `.json` are
+    /// added to it).
+    pub fn teacher_cache(&self, name: &str) -> PathBuf {
+        self.file(Self::TEACHERS).join(name)
+    }
+
+    /// Whether a run was started here.
+    pub fn holds_run(&self) -> bool {
+        self.config().is_file()
+    }
+
+    /// The guard: a new run needs a directory without a run in it; `resume`
+    /// needs one whose saved experiment `same` finds equal to this one.
+    pub fn check(&self, resume: bool, same: impl FnOnce(&Path) -> Result<bool>) -> Result<()> {
+        if !self.holds_run() {
+            return Ok(());
+        }
+        if !resume {
+            return Err(Error::Usage(format!(
+                "{} already holds a run; pass --resume to continue it, or choose another run_dir",
+                self.root.display()
+            )));
+        }
+        let saved = self.config();
+        if !same(&saved)? {
+            return Err(Error::Config {
+                path: saved,
+                message: "the experiment file differs from the one this run started with; \
+                          an exact resume needs the same settings"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts (or continues) the run: the directory is made, the experiment
+    /// written as `config_toml`, and a best-model folder an interrupted
+    /// export left behind is put back.
+    pub fn claim(&self, config_toml: &str) -> Result<()> {
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        write_atomic(&self.config(), |w| {
+            std::io::Write::write_all(w, config_toml.as_bytes())
+        })?;
+        recover_dir(&self.best())
+    }
+
+    /// The newest complete checkpoint's step, if any.
+    pub fn resume_step(&self) -> Result<Option<usize>> {
+        Ok(self.checkpoints().complete()?.last().copied())
+    }
+}
