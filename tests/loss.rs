@@ -1,15 +1,22 @@
 //! The contrastive losses against PyTorch (tests/fixtures/losses.json and
-//! gcse_losses.json, made by scripts/reference_losses.py): InfoNCE and GCSE's
-//! Gaussian-decayed loss in each decay mode, the loss and its gradients with
-//! respect to every embedding, in float64 (float32: loss_f32.rs).
+//! gcse_losses.json, made by scripts/reference_losses.py;
+//! distillcse_losses.json, by scripts/reference_distillcse.py): InfoNCE,
+//! GCSE's Gaussian-decayed loss in each decay mode and DistillCSE's loss for
+//! each KD function, the loss and its gradients with respect to every
+//! embedding, in float64 (float32: loss_f32.rs).
 
 mod common;
 mod loss_checks;
 
 use burn::backend::{Autodiff, NdArray};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use gcse::loss::distill::{DistillConstants, DistillLoss, KdFunction};
 use gcse::loss::gaussian_decay::{gcse_loss, Decay, DecayMode};
-use loss_checks::{check, check_gcse, values};
+use gcse::objective::distillcse::{constants, ranked_rows, RankedRow};
+use gcse::objective::group_shuffle::Shuffle;
+use gcse::rng::SplitMix64;
+use loss_checks::{check, check_gcse, matrix, max_error, tensor, values};
 
 #[test]
 fn gcse_loss_and_gradients_match_pytorch_in_f64_for_every_decay_mode() {
@@ -59,4 +66,128 @@ fn the_decay_weight_is_one_without_decay_and_below_one_where_decayed() {
 #[test]
 fn info_nce_and_its_gradients_match_pytorch_in_f64() {
     check::<Autodiff<NdArray<f64>>>(1e-6);
+}
+
+/// The batch constants of a fixture case: its teacher matrix in sorted
+/// order, the student order it recorded.
+fn distill_case<B: Backend>(
+    case: &serde_json::Value,
+    device: &B::Device,
+) -> (Vec<RankedRow>, DistillConstants<B>) {
+    let (teacher, _) = matrix(&case["inputs"]["teacher_cos"]);
+    let mut rows = ranked_rows(&teacher, Shuffle::None, &mut SplitMix64::new(0));
+    let (order, [n, k]) = matrix(&case["inputs"]["order"]);
+    assert_eq!((n, k), (rows.len(), rows.len() - 1));
+    for (i, row) in rows.iter_mut().enumerate() {
+        row.order = order[i * k..(i + 1) * k]
+            .iter()
+            .map(|&c| c as usize)
+            .collect();
+    }
+    let constants = constants(&rows, device);
+    (rows, constants)
+}
+
+fn distill_loss_of(params: &serde_json::Value) -> DistillLoss {
+    let f = |key: &str| params[key].as_f64().unwrap();
+    DistillLoss {
+        temperature: f("tau"),
+        student_temperature: f("tau_s"),
+        teacher_temperature: f("tau_t"),
+        lambda: f("lambda"),
+        kd: serde_json::from_value::<KdFunction>(params["kd"].clone()).unwrap(),
+        contrastive: params["cl"].as_bool().unwrap(),
+    }
+}
+
+#[test]
+fn distillcse_loss_and_gradients_match_pytorch_in_f64() {
+    type B = Autodiff<NdArray<f64>>;
+    let device = Default::default();
+    let cases = common::fixture("distillcse_losses.json")["cases"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert!(cases.len() >= 20);
+    let mut worst = 0f64;
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let (rows, constants) = distill_case::<B>(case, &device);
+        // The reference's own Group-P groups are ours: each recorded
+        // permutation stays inside the groups gcse cuts the row into.
+        if let Some(p) = case["params"]["p"].as_f64() {
+            for row in &rows {
+                let shuffle = Shuffle::GroupP { p };
+                let mut expected = row.ranked.clone();
+                let mut seen = row.order.clone();
+                for g in shuffle.groups(&row.sorted) {
+                    expected[g.clone()].sort();
+                    seen[g].sort();
+                }
+                assert_eq!(seen, expected, "{name}: a column left its group");
+            }
+        } else {
+            assert!(rows.iter().all(|r| r.order == r.ranked), "{name}");
+        }
+        let inputs = &case["inputs"];
+        let z1 = tensor::<B>(&inputs["z1"], &device).require_grad();
+        let z2 = tensor::<B>(&inputs["z2"], &device).require_grad();
+        let out = distill_loss_of(&case["params"]).views(z1.clone(), z2.clone(), &constants);
+        let grads = out.loss.backward();
+        let loss = values(out.loss)[0];
+        let expected = case["loss"].as_f64().unwrap();
+        let err = (loss - expected).abs() / expected.abs();
+        assert!(err < 1e-6, "{name}: loss {loss} vs PyTorch {expected}");
+        worst = worst.max(err);
+        for (z, key) in [(z1, "z1"), (z2, "z2")] {
+            let reference = matrix(&case["grads"][key]).0;
+            let ours = z
+                .grad(&grads)
+                .map(values)
+                .unwrap_or_else(|| vec![0.0; reference.len()]);
+            let err = max_error(&ours, &reference);
+            assert!(err < 1e-6, "{name}: grad {key} differs by {err:e}");
+            worst = worst.max(err);
+        }
+    }
+    eprintln!("{} cases, largest relative error {worst:e}", cases.len());
+}
+
+#[test]
+fn group_p_with_singleton_groups_is_the_unshuffled_loss_and_p_1_shuffles_whole_rows() {
+    type B = Autodiff<NdArray<f64>>;
+    let device = Default::default();
+    let case = &common::fixture("distillcse_losses.json")["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ce-groupp-2x2-n64")
+        .unwrap()
+        .clone();
+    let (teacher, _) = matrix(&case["inputs"]["teacher_cos"]);
+    let loss = distill_loss_of(&case["params"]);
+    let z1 = tensor::<B>(&case["inputs"]["z1"], &device);
+    let z2 = tensor::<B>(&case["inputs"]["z2"], &device);
+    let loss_with = |shuffle: Shuffle, seed| {
+        let rows = ranked_rows(&teacher, shuffle, &mut SplitMix64::new(seed));
+        let out = loss.views(z1.clone(), z2.clone(), &constants::<B>(&rows, &device));
+        (rows, values(out.loss)[0])
+    };
+    let (_, unshuffled) = loss_with(Shuffle::None, 0);
+    let (rows, tiny) = loss_with(Shuffle::GroupP { p: 1e-4 }, 7);
+    assert!(rows
+        .iter()
+        .all(|r| r.group_size == 1.0 && r.order == r.ranked));
+    assert_eq!(tiny, unshuffled);
+    let (rows, whole) = loss_with(Shuffle::GroupP { p: 1.0 }, 7);
+    assert!(rows.iter().all(|r| r.group_size == 63.0));
+    let moved = rows
+        .iter()
+        .filter(|r| r.order[..32] != r.ranked[..32])
+        .count();
+    assert_eq!(moved, 64, "one group permutes the whole row");
+    assert!(whole > unshuffled, "{whole} vs {unshuffled}");
+    let (rows, _) = loss_with(Shuffle::GroupP { p: 0.1 }, 7);
+    let mean = rows.iter().map(|r| r.group_size).sum::<f64>() / 64.0;
+    assert!((2.0..=16.0).contains(&mean), "mean group size {mean}");
 }

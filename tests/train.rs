@@ -506,6 +506,8 @@ fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
     }
     names.sort();
     for expected in [
+        "distillcse-bert-base.toml",
+        "quickstart-distillcse.toml",
         "quickstart.toml",
         "simcse-bert-base.toml",
         "simcse-roberta-base.toml",
@@ -882,5 +884,75 @@ fn teacher_vectors_are_cached_and_dropout_teachers_are_seeded() {
     for i in 0..lines.len() {
         assert!(gcse::embed::embedder::cosine(still.row(i), direct.row(i)) > 1.0 - 1e-6);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// DistillCSE on the tiny model with two teacher groups (the tiny model
+/// itself, pooled two ways): the distillation statistics are logged each
+/// step, the teachers' vectors are cached in the run directory and reused
+/// on resume, and a stopped run resumes with the same Group-P permutations
+/// (the losses of an uninterrupted run).
+#[test]
+fn distillcse_logs_its_statistics_caches_its_teachers_and_resumes_exactly() {
+    let dir = temp_dir("distillcse");
+    let (model, sentences) = tiny_setup(&dir);
+    let extra = format!(
+        r#"[distillcse]
+kd = "ce"
+shuffle = {{ kind = "group_p", p = 0.3 }}
+alpha = 0.5
+[[distillcse.teachers]]
+path = "{model}"
+pooling = "avg"
+[[distillcse.teachers]]
+path = "{model}"
+pooling = "cls_before_pooler"
+group = "b"
+{RESUMABLE}"#,
+        model = model.display()
+    );
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", &extra);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("objective = \"distillcse\"\n{text}")).unwrap();
+    let run = dir.join("run");
+    let out = train(&config, &["--backend", "cpu"]);
+    assert!(out.contains("1 in group b"), "{out}");
+    let whole = losses(&run);
+    assert_eq!(whole.len(), 9);
+    let distill = stats(&run, "distill");
+    assert_eq!(distill.len(), 9);
+    for s in &distill {
+        let agreement = s.scalar("agreement").unwrap();
+        assert!((-1.0..=1.0).contains(&agreement), "{s:?}");
+        assert!(s.scalar("l_kd").unwrap() > 0.0, "{s:?}");
+        assert!(s.scalar("l_cl").unwrap() > 0.0, "{s:?}");
+        let group = s.scalar("mean_group_size").unwrap();
+        assert!((1.0..=7.0).contains(&group), "{s:?}");
+        let rows: u64 = s.histogram("agreements").unwrap().iter().sum();
+        assert_eq!(rows, 8, "one agreement per row of the batch");
+    }
+    assert!(run.join("distill.png").is_file(), "the distillation plot");
+    let cache = run.join("teachers/component-1.npy");
+    assert!(run.join("teachers/component-0.npy").is_file() && cache.is_file());
+
+    std::fs::remove_dir_all(&run).unwrap();
+    train(&config, &["--backend", "cpu", "--stop-after", "4"]);
+    let cached = std::fs::metadata(&cache).unwrap().modified().unwrap();
+    let out = train(&config, &["--backend", "cpu", "--resume"]);
+    assert!(
+        out.contains("resuming from the checkpoint of step 4"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().modified().unwrap(),
+        cached,
+        "resume reads the cached teacher vectors"
+    );
+    assert_same_losses(
+        &losses(&run),
+        &whole,
+        1e-5,
+        "DistillCSE stopped after 4, resumed",
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

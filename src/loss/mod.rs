@@ -2,6 +2,7 @@
 //! backend, and [`BatchLoss`], the shape in which a training objective hands
 //! its loss to the step (plain or GradCache).
 
+pub mod distill;
 pub mod gaussian_decay;
 pub mod infonce;
 

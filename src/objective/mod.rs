@@ -14,7 +14,9 @@
 //! run's seed in [`Setup`], the step's seed in [`Objective::batch`]), and
 //! teachers without dropout give the same vectors every time.
 
+pub mod distillcse;
 pub mod gcse;
+pub mod group_shuffle;
 pub mod registry;
 pub mod sentences;
 pub mod simcse;

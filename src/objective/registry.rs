@@ -2,6 +2,7 @@
 //! one place that names them. Adding an objective is its module plus one
 //! name in the `registry!` line below.
 
+use super::distillcse::Distillcse;
 use super::gcse::Gcse;
 use super::simcse::Simcse;
 use super::stats::StatsPanel;
@@ -45,7 +46,7 @@ macro_rules! registry {
     };
 }
 
-registry!(Simcse, Gcse);
+registry!(Simcse, Gcse, Distillcse);
 
 /// Checks the objective of `config` and writes its section back with every
 /// default filled in, so that equal experiments compare equal.
