@@ -362,7 +362,7 @@ pub fn teacher_matrix(
 pub struct RankedRow {
     /// The row's cosines with the other columns, sorted descending.
     pub sorted: Vec<f64>,
-    /// The columns in that order (ties in column order).
+    /// The columns in that order (ties, -0 and 0 included, in column order).
     pub ranked: Vec<usize>,
     /// [`RankedRow::ranked`] after shuffling.
     pub order: Vec<usize>,
@@ -408,7 +408,8 @@ pub fn ranked_rows(teacher: &[f64], shuffle: Shuffle, rng: &mut SplitMix64) -> V
         .map(|i| {
             let row = &teacher[i * n..(i + 1) * n];
             let mut ranked: Vec<usize> = (0..n).filter(|&j| j != i).collect();
-            ranked.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            // `+ 0.0` makes -0 and 0 one value, as a float comparison has them.
+            ranked.sort_by(|&a, &b| (row[b] + 0.0).total_cmp(&(row[a] + 0.0)));
             let sorted: Vec<f64> = ranked.iter().map(|&j| row[j]).collect();
             let mut order = ranked.clone();
             let group_size = shuffle.apply(&sorted, &mut order, rng);
@@ -460,10 +461,11 @@ mod tests {
             1.0, 0.2, 0.5, 0.2, //
             0.2, 1.0, 0.1, 0.9, //
             0.5, 0.1, 1.0, 0.3, //
-            0.2, 0.9, 0.3, 1.0,
+            -0.0, 0.9, 0.0, 1.0,
         ];
         let rows = ranked_rows(&teacher, Shuffle::None, &mut SplitMix64::new(0));
         assert_eq!(rows[0].ranked, vec![2, 1, 3]);
+        assert_eq!(rows[3].ranked, vec![1, 0, 2], "-0 ties with 0");
         assert_eq!(rows[0].sorted, vec![0.5, 0.2, 0.2]);
         assert_eq!(rows[1].ranked, vec![3, 0, 2]);
         assert_eq!(rows[0].order, rows[0].ranked);
