@@ -850,7 +850,9 @@ fn teacher_vectors_are_cached_and_dropout_teachers_are_seeded() {
     // Other sentences, or another teacher, replace it.
     let fewer = frozen.cached_vectors(&lines[1..], &stem, 5).unwrap();
     assert_eq!(fewer.rows(), lines.len() - 1);
-    assert_eq!(fewer.row(0), direct.row(1));
+    // Batches of 5 and of 64 round the products apart: equal up to f32 noise.
+    let cos = gcse::embed::embedder::cosine(fewer.row(0), direct.row(1));
+    assert!(cos > 1.0 - 1e-6, "recomputed for the new sentences: {cos}");
     let cls = Teacher::<B>::load(
         &TeacherSpec {
             pooling: Pooling::ClsBeforePooler,
