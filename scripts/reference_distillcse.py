@@ -20,7 +20,6 @@ Usage:
 
 import argparse
 import json
-import math
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +41,13 @@ def sort_teacher(teacher):
 
 def group_p_bounds(sorted_row, p):
     """Group ends over sorted positions: with q = softmax of the raw sorted
-    cosines and c its cumulative sum, group g of ceil(1/p) ends at the count
-    of c < (g + 1) p; the last ends at the row's end."""
+    cosines and c its cumulative sum, group g (of int(1/p), one more when
+    those fall short of the whole mass) ends at the count of c < (g + 1) p;
+    the last ends at the row's end."""
     c = torch.cumsum(torch.softmax(sorted_row, dim=0), dim=0)
-    groups = math.ceil(1.0 / p)
+    groups = int(1.0 / p)
+    if groups * p < 1:
+        groups += 1
     ends = [int((c < (g + 1) * p).sum()) for g in range(groups - 1)]
     return ends + [sorted_row.shape[0]]
 

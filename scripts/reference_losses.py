@@ -42,12 +42,10 @@ def case(name, z1, z2, tau):
     }
 
 
-def gcse_loss(z1, z2, z3, frozen, tau, mode, width):
-    """Cross-entropy over [z1 x z2 | z1 x z3] logits, target i, with the own
-    hard negative's logit s_i replaced as each decay mode says."""
-    pos = F.cosine_similarity(z1.unsqueeze(1), z2.unsqueeze(0), dim=-1) / tau
+def decayed_negatives(z1, z3, frozen, tau, mode, width):
+    """The [z1 x z3] logits with the own hard negative's logit s_i replaced
+    as each decay mode says."""
     neg = F.cosine_similarity(z1.unsqueeze(1), z3.unsqueeze(0), dim=-1) / tau
-    n = z1.shape[0]
     s = torch.diag(neg)
     if mode == "official":
         # The authors' code: weights from detached logits, zero where s > s'.
@@ -59,8 +57,16 @@ def gcse_loss(z1, z2, z3, frozen, tau, mode, width):
         # Eq. 13 in logit units: G = s (1 - exp(-(s - s')^2 / (2 a^2))).
         g = s * (1 - torch.exp(-((s - frozen) ** 2) / (2 * width**2)))
         neg = neg + torch.diag(g - s)
+    return neg
+
+
+def gcse_loss(z1, z2, z3, frozen, tau, mode, width):
+    """Cross-entropy over [z1 x z2 | z1 x z3] logits, target i, the own hard
+    negative decayed (decayed_negatives)."""
+    pos = F.cosine_similarity(z1.unsqueeze(1), z2.unsqueeze(0), dim=-1) / tau
+    neg = decayed_negatives(z1, z3, frozen, tau, mode, width)
     logits = torch.cat([pos, neg], 1)
-    return F.cross_entropy(logits, torch.arange(n))
+    return F.cross_entropy(logits, torch.arange(z1.shape[0]))
 
 
 def gcse_case(name, z1, z2, z3, offsets, tau, mode, width):

@@ -1,12 +1,15 @@
 //! The contrastive losses against PyTorch (tests/fixtures/losses.json and
 //! gcse_losses.json, made by scripts/reference_losses.py;
-//! distillcse_losses.json, by scripts/reference_distillcse.py): InfoNCE,
-//! GCSE's Gaussian-decayed loss in each decay mode and DistillCSE's loss for
-//! each KD function, the loss and its gradients with respect to every
-//! embedding, in float64 (float32: loss_f32.rs).
+//! distillcse_losses.json, by scripts/reference_distillcse.py;
+//! rank_losses.json, by scripts/reference_rank.py, in `rank_checks`):
+//! InfoNCE, GCSE's Gaussian-decayed loss in each decay mode, DistillCSE's
+//! loss for each KD function and the rank-distillation losses, the loss and
+//! its gradients with respect to every embedding, in float64 (float32:
+//! loss_f32.rs).
 
 mod common;
 mod loss_checks;
+mod rank_checks;
 
 use burn::backend::{Autodiff, NdArray};
 use burn::tensor::backend::Backend;
@@ -16,7 +19,7 @@ use gcse::loss::gaussian_decay::{gcse_loss, Decay, DecayMode};
 use gcse::objective::distillcse::{constants, ranked_rows, RankedRow};
 use gcse::objective::group_shuffle::Shuffle;
 use gcse::rng::SplitMix64;
-use loss_checks::{check, check_gcse, matrix, max_error, tensor, values};
+use loss_checks::{check, check_gcse, check_grads, matrix, tensor, values};
 
 #[test]
 fn gcse_loss_and_gradients_match_pytorch_in_f64_for_every_decay_mode() {
@@ -139,16 +142,12 @@ fn distillcse_loss_and_gradients_match_pytorch_in_f64() {
         let err = (loss - expected).abs() / expected.abs();
         assert!(err < 1e-6, "{name}: loss {loss} vs PyTorch {expected}");
         worst = worst.max(err);
-        for (z, key) in [(z1, "z1"), (z2, "z2")] {
-            let reference = matrix(&case["grads"][key]).0;
-            let ours = z
-                .grad(&grads)
-                .map(values)
-                .unwrap_or_else(|| vec![0.0; reference.len()]);
-            let err = max_error(&ours, &reference);
-            assert!(err < 1e-6, "{name}: grad {key} differs by {err:e}");
-            worst = worst.max(err);
-        }
+        worst = worst.max(check_grads(
+            case,
+            &grads,
+            vec![("z1", z1), ("z2", z2)],
+            1e-6,
+        ));
     }
     eprintln!("{} cases, largest relative error {worst:e}", cases.len());
 }

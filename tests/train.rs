@@ -481,8 +481,11 @@ keep_last = 1
 fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
     let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut names = Vec::new();
-    for entry in std::fs::read_dir(&configs).unwrap() {
-        let path = entry.unwrap().path();
+    let files = [configs.clone(), configs.join("ablations")]
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap())
+        .map(|entry| entry.unwrap().path());
+    for path in files {
         // Synthesis configs are checked in tests/synth_config.rs.
         let synthesis = path
             .file_name()
@@ -508,7 +511,10 @@ fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
     for expected in [
         "distillcse-bert-base.toml",
         "quickstart-distillcse.toml",
+        "quickstart-rank.toml",
         "quickstart.toml",
+        "rank-llm-bert-base.toml",
+        "rankcse-bert-base.toml",
         "simcse-bert-base.toml",
         "simcse-roberta-base.toml",
     ] {
@@ -957,4 +963,145 @@ group = "b"
         "DistillCSE stopped after 4, resumed",
     );
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The rank section of [`rank_setup`]: every term on, a buffer of `vectors`
+/// vectors, two weighted teachers (the tiny model pooled two ways).
+fn rank_section(model: &Path, vectors: &str) -> String {
+    format!(
+        r#"[rank]
+listwise = "listmle"
+llm_negatives = true
+[rank.buffer]
+size = 6
+top = 3
+theta = 0.9
+vectors = "{vectors}"
+[[rank.teachers]]
+path = "{model}"
+pooling = "avg"
+weight = 0.33
+[[rank.teachers]]
+path = "{model}"
+pooling = "cls_before_pooler"
+weight = 0.67
+"#,
+        model = model.display()
+    )
+}
+
+/// GCSE's stage-2 experiment (filtered candidates) with `objective =
+/// "rank"`, the tiny model's dropout on and [`rank_section`].
+fn rank_setup(dir: &Path, vectors: &str) -> PathBuf {
+    let config = stage2_setup(dir, "official");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("objective = \"gcse\"", "objective = \"rank\"")
+        .replace("dropout = 0.0\n", "")
+        .replace(
+            "[gcse]\ndecay = \"official\"\n",
+            &rank_section(&dir.join("model"), vectors),
+        );
+    assert!(text.contains("[rank.buffer]"), "{text}");
+    write_experiment(dir, &text)
+}
+
+/// The objective's state in a checkpoint's state.json.
+fn saved_buffer(run: &Path) -> serde_json::Value {
+    let dir = std::fs::read_dir(run.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("state.json").is_file())
+        .unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    state["objective"].clone()
+}
+
+/// Rank distillation on the tiny model with LLM negatives (filtered
+/// candidates), a buffer and two weighted teachers: the statistics are
+/// logged each step, the buffer fills first-in first-out and is saved in
+/// every checkpoint, and a stopped run resumes with the losses of an
+/// uninterrupted one, which a resume without the saved buffer does not.
+#[test]
+fn rank_distillation_logs_its_buffer_saves_it_and_resumes_exactly() {
+    for vectors in ["student", "teacher"] {
+        let dir = temp_dir(&format!("rank-{vectors}"));
+        let config = rank_setup(&dir, vectors);
+        let run = dir.join("run");
+        let out = train(&config, &["--backend", "cpu"]);
+        assert!(
+            out.contains("filter: threshold") && out.contains("buffer 6 entries"),
+            "{out}"
+        );
+        let whole = losses(&run);
+        let rank = stats(&run, "rank");
+        assert_eq!(rank.len(), whole.len());
+        assert!(whole.len() >= 4, "{whole:?}");
+        assert_eq!(
+            rank[0].scalar("buffer_negatives"),
+            Some(0.0),
+            "empty at step 1"
+        );
+        for s in &rank {
+            assert!(s.scalar("l_cl").unwrap() > 0.0, "{s:?}");
+            assert!(s.scalar("l_rank").unwrap() > 0.0, "{s:?}");
+            assert!(
+                s.scalar("l_cons").unwrap() > 0.0,
+                "two dropout views: {s:?}"
+            );
+            let weight = s.scalar("mean_weight").unwrap();
+            assert!((0.0..=1.0).contains(&weight), "{s:?}");
+            let dropped = s.scalar("buffer_false").unwrap();
+            assert!((0.0..=1.0).contains(&dropped), "{s:?}");
+        }
+        for s in &rank[1..] {
+            let hits = s.scalar("buffer_negatives").unwrap();
+            assert!(hits > 0.0 && hits <= 3.0, "at most `top` per anchor: {s:?}");
+            let cosine = s.scalar("buffer_cosine").unwrap();
+            assert!((-1.0..=1.0).contains(&cosine), "{s:?}");
+        }
+        assert!(run.join("rank.png").is_file(), "the rank plot");
+        assert!(
+            run.join("teachers/rank-0.npy").is_file() && run.join("teachers/rank-1.npy").is_file()
+        );
+        let buffer = saved_buffer(&run);
+        let entries = buffer["entries"].as_array().unwrap();
+        assert_eq!(buffer["capacity"], 6);
+        assert_eq!(entries.len(), 6, "full after {} steps of 4", whole.len());
+        assert_eq!(entries[0]["vector"].is_array(), vectors == "student");
+
+        std::fs::remove_dir_all(&run).unwrap();
+        train(&config, &["--backend", "cpu", "--stop-after", "3"]);
+        let out = train(&config, &["--backend", "cpu", "--resume"]);
+        assert!(
+            out.contains("resuming from the checkpoint of step 3"),
+            "{out}"
+        );
+        assert_same_losses(&losses(&run), &whole, 1e-5, "rank stopped after 3, resumed");
+
+        // The same resume from a checkpoint whose buffer was emptied: other
+        // negatives, other losses.
+        std::fs::remove_dir_all(&run).unwrap();
+        train(&config, &["--backend", "cpu", "--stop-after", "3"]);
+        let state = std::fs::read_dir(run.join("checkpoints"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("state.json"))
+            .find(|p| p.is_file())
+            .unwrap();
+        let mut saved: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+        saved["objective"]["entries"] = serde_json::json!([]);
+        std::fs::write(&state, saved.to_string()).unwrap();
+        train(&config, &["--backend", "cpu", "--resume"]);
+        let emptied = losses(&run);
+        assert_eq!(emptied.len(), whole.len());
+        assert!(
+            (emptied[3].1 - whole[3].1).abs() > 1e-6,
+            "step 4 reads the restored buffer: {} vs {}",
+            emptied[3].1,
+            whole[3].1
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

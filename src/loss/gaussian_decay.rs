@@ -23,7 +23,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::infonce::{diagonal_cross_entropy, unit_rows};
+use super::infonce::{cosine_matrix, diagonal_cross_entropy, unit_rows};
 use super::{BatchLoss, LossOutput};
 
 /// How the own hard negative is decayed.
@@ -60,6 +60,17 @@ pub struct Decay {
     pub width: f64,
 }
 
+impl Decay {
+    /// `mode` with Gaussian width `width`, or without one the mode's
+    /// [`DecayMode::default_width`] at `temperature`.
+    pub fn of(mode: DecayMode, width: Option<f64>, temperature: f64) -> Self {
+        Self {
+            mode,
+            width: width.unwrap_or_else(|| mode.default_width(temperature)),
+        }
+    }
+}
+
 /// The loss of a batch of triplets and what the decay did.
 pub struct GcseLoss<B: Backend> {
     /// Mean cross-entropy, `[1]`.
@@ -72,23 +83,21 @@ pub struct GcseLoss<B: Backend> {
     pub weight: Tensor<B, 1>,
 }
 
-/// GCSE loss of anchors `z1`, positives `z2` and hard negatives `z3` (each
-/// `[n, d]`, row `i` of all three from triplet `i`) given the frozen model's
-/// logits `frozen` (`[n]`, `cos'(x_i, x_i^-) / tau`, no gradient).
-pub fn gcse_loss<B: Backend>(
+/// The logits `cos(z1_i, z3_j) / tau` (`[n, n]`) of anchors `z1` against
+/// hard negatives `z3` (each `[n, d]`, row `i` of both from triplet `i`),
+/// the own hard negative's (the diagonal) decayed by `decay` given the
+/// frozen model's logits `frozen` (`[n]`, no gradient); with the readings
+/// of [`GcseLoss`]: `(logits, gap, weight)`.
+pub fn decayed_negatives<B: Backend>(
     z1: Tensor<B, 2>,
-    z2: Tensor<B, 2>,
     z3: Tensor<B, 2>,
     frozen: Tensor<B, 1>,
     temperature: f64,
     decay: Decay,
-) -> GcseLoss<B> {
+) -> (Tensor<B, 2>, Tensor<B, 1>, Tensor<B, 1>) {
     let [n, _] = z1.dims();
     let device = z1.device();
-    // Tensors made here take the inputs' float type, not the device's
-    // default (which Burn fixes per device and process, whatever the backend).
-    let (u1, u2, u3) = (unit_rows(z1), unit_rows(z2), unit_rows(z3));
-    let positives = u1.clone().matmul(u2.transpose()) / temperature;
+    let (u1, u3) = (unit_rows(z1), unit_rows(z3));
     let negatives = u1.clone().matmul(u3.clone().transpose()) / temperature;
     // [n]: the own hard negative's logit, the diagonal of `negatives`.
     let own = (u1 * u3).sum_dim(1).reshape([n]) / temperature;
@@ -104,14 +113,32 @@ pub fn gcse_loss<B: Backend>(
         }
         DecayMode::Paper => (Some(-(own * gauss.clone())), gauss.detach()),
     };
+    // Tensors made here take the inputs' float type, not the device's
+    // default (which Burn fixes per device and process, whatever the backend).
     let negatives = match shift {
         Some(w) => negatives + Tensor::<B, 2>::eye(n, &device).cast(w.dtype()) * w.reshape([n, 1]),
         None => negatives,
     };
+    (negatives, gap.detach(), decayed.neg() + 1.0)
+}
+
+/// GCSE loss of anchors `z1`, positives `z2` and hard negatives `z3` (each
+/// `[n, d]`, row `i` of all three from triplet `i`) given the frozen model's
+/// logits `frozen` (`[n]`, `cos'(x_i, x_i^-) / tau`, no gradient).
+pub fn gcse_loss<B: Backend>(
+    z1: Tensor<B, 2>,
+    z2: Tensor<B, 2>,
+    z3: Tensor<B, 2>,
+    frozen: Tensor<B, 1>,
+    temperature: f64,
+    decay: Decay,
+) -> GcseLoss<B> {
+    let positives = cosine_matrix(z1.clone(), z2) / temperature;
+    let (negatives, gap, weight) = decayed_negatives(z1, z3, frozen, temperature, decay);
     GcseLoss {
         loss: diagonal_cross_entropy(Tensor::cat(vec![positives, negatives], 1)),
-        gap: gap.detach(),
-        weight: decayed.neg() + 1.0,
+        gap,
+        weight,
     }
 }
 

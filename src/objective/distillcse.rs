@@ -2,7 +2,7 @@
 //! plus distillation of the student's view-1 cosines from frozen teacher
 //! components, with Group-P shuffling of the student's columns.
 //!
-//! Each teacher component is a [`Teacher`] without dropout; its vectors of
+//! Each teacher component is a [`Teacher`](super::teacher::Teacher) without dropout; its vectors of
 //! every training sentence are computed once and cached in the run directory
 //! (`teachers/component-<k>`), so a rerun or resume reuses them. A batch's
 //! teacher matrix is the mean of the components' raw cosine matrices, or
@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::group_shuffle::Shuffle;
 use super::sentences::Sentences;
 use super::stats::{histogram, mean, HistogramSpec, SeriesSpec, Stats, StatsPanel};
-use super::teacher::{Teacher, TeacherSpec};
+use super::teacher::frozen_vectors;
 use super::{Objective, Readings, Setup};
 use crate::config::{MlpInit, TrainConfig};
 use crate::data::tokenizer::Encoded;
@@ -218,19 +218,13 @@ impl Objective for Distillcse {
             .iter()
             .enumerate()
             .map(|(k, component)| {
-                let teacher = Teacher::<B>::load(
-                    &TeacherSpec {
-                        path: component.path.clone(),
-                        pooling: component.pooling,
-                        max_len: Some(component.max_len.unwrap_or(setup.model.max_len)),
-                        dropout: 0.0,
-                    },
-                    setup.device,
-                )?;
-                let vectors = teacher.cached_vectors(
+                let vectors = frozen_vectors(
+                    setup,
+                    &component.path,
+                    component.pooling,
+                    component.max_len,
                     &texts,
-                    &setup.run.teacher_cache(&format!("component-{k}")),
-                    setup.inference_batch,
+                    &format!("component-{k}"),
                 )?;
                 Ok((component.group, vectors))
             })

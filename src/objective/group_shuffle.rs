@@ -16,7 +16,8 @@ use crate::rng::SplitMix64;
 #[serde(rename_all = "snake_case", tag = "kind", deny_unknown_fields)]
 pub enum Shuffle {
     /// Groups of about `p` of the row's softmax mass over its raw
-    /// (untempered) sorted cosines: `ceil(1 / p)` groups.
+    /// (untempered) sorted cosines: `floor(1 / p)` groups, one more when
+    /// those cover less than the whole mass (the reference's count).
     GroupP {
         /// The mass of one group, in `(0, 1]`.
         p: f64,
@@ -105,8 +106,8 @@ impl Shuffle {
 }
 
 /// Group-P's group ends: with `q = softmax(sorted)` and `c` its cumulative
-/// sums, the end of group `g` (of `ceil(1 / p)`) is the count of `c < (g + 1) p`;
-/// the last end is the row's length.
+/// sums, the end of group `g` (of [`group_p_count`]) is the count of
+/// `c < (g + 1) p`; the last end is the row's length.
 fn group_p_bounds(sorted: &[f64], p: f64) -> Vec<usize> {
     let len = sorted.len();
     if len == 0 {
@@ -122,7 +123,7 @@ fn group_p_bounds(sorted: &[f64], p: f64) -> Vec<usize> {
             Some(*acc)
         })
         .collect();
-    let groups = (1.0 / p).ceil() as usize;
+    let groups = group_p_count(p);
     (0..groups)
         .map(|g| {
             if g + 1 == groups {
@@ -133,6 +134,14 @@ fn group_p_bounds(sorted: &[f64], p: f64) -> Vec<usize> {
             }
         })
         .collect()
+}
+
+/// Group-P's number of groups: `floor(1 / p)`, plus one when that many
+/// groups of mass `p` fall short of 1 (both in f64, as the reference
+/// computes them).
+fn group_p_count(p: f64) -> usize {
+    let whole = (1.0 / p) as usize;
+    whole + usize::from((whole as f64) * p < 1.0)
 }
 
 #[cfg(test)]
@@ -151,6 +160,16 @@ mod tests {
         );
         assert_eq!(Shuffle::GroupP { p: 0.8 }.groups(&sorted), vec![0..2, 2..4]);
         assert_eq!(Shuffle::GroupP { p: 1.0 }.groups(&sorted), vec![0..4]);
+    }
+
+    #[test]
+    fn group_p_counts_as_the_reference() {
+        assert_eq!(group_p_count(0.1), 10);
+        assert_eq!(group_p_count(0.3), 4);
+        assert_eq!(group_p_count(0.5), 2);
+        assert_eq!(group_p_count(0.7), 2);
+        assert_eq!(group_p_count(1.0), 1);
+        assert_eq!(group_p_count(0.15), 7);
     }
 
     #[test]

@@ -11,17 +11,22 @@
 //!
 //! Determinism contract, which keeps `--resume` exact for every objective:
 //! an objective draws randomness only from the seeds it is handed (the
-//! run's seed in [`Setup`], the step's seed in [`Objective::batch`]), and
-//! teachers without dropout give the same vectors every time.
+//! run's seed in [`Setup`], the step's seed in [`Objective::batch`]),
+//! teachers without dropout give the same vectors every time, and what it
+//! carries from step to step ([`Objective::observe`]) is in
+//! [`Objective::state`], which every checkpoint saves.
 
 pub mod distillcse;
 pub mod gcse;
 pub mod group_shuffle;
+pub mod negative_buffer;
+pub mod rank;
 pub mod registry;
 pub mod sentences;
 pub mod simcse;
 pub mod stats;
 pub mod teacher;
+pub mod triplet_examples;
 
 use std::fmt::Debug;
 
@@ -51,6 +56,8 @@ pub struct Setup<'a, B: AutodiffBackend> {
     pub seed: u64,
     /// The softmax temperature (`train.temperature`).
     pub temperature: f64,
+    /// Examples per optimizer step (`train.batch_size`).
+    pub batch_size: usize,
     /// Sentences per forward pass when encoding without a graph
     /// (`eval.batch_size`).
     pub inference_batch: usize,
@@ -129,6 +136,23 @@ pub trait Objective: Sized + Send + Sync + 'static {
     /// [`Objective::panel`].
     fn stats(&self, _readings: &Readings) -> Stats {
         Stats::default()
+    }
+
+    /// Told after each optimizer step which examples it trained on and what
+    /// the loss read: where an objective with state across steps (a buffer
+    /// of earlier batches) updates it.
+    fn observe(&mut self, _indices: &[usize], _readings: &Readings) {}
+
+    /// The state across steps, saved with every checkpoint; `None` for an
+    /// objective without any.
+    fn state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Restores what [`Objective::state`] saved, on resume; the message
+    /// says what does not fit.
+    fn restore(&mut self, _state: serde_json::Value) -> std::result::Result<(), String> {
+        Ok(())
     }
 }
 

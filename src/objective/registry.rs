@@ -4,6 +4,7 @@
 
 use super::distillcse::Distillcse;
 use super::gcse::Gcse;
+use super::rank::Rank;
 use super::simcse::Simcse;
 use super::stats::StatsPanel;
 use super::{parse_section, section_of, Objective};
@@ -46,7 +47,7 @@ macro_rules! registry {
     };
 }
 
-registry!(Simcse, Gcse, Distillcse);
+registry!(Simcse, Gcse, Distillcse, Rank);
 
 /// Checks the objective of `config` and writes its section back with every
 /// default filled in, so that equal experiments compare equal.

@@ -15,6 +15,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use super::Setup;
 use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::{Embedder, Embeddings};
 use crate::embed::npy::{read_npy, write_npy};
@@ -167,6 +168,29 @@ impl<B: AutodiffBackend> Teacher<B> {
         }
         .embed(sentences, &indicatif::ProgressBar::hidden())
     }
+}
+
+/// The vectors of `texts` by the frozen (dropout 0) teacher at `path` with
+/// `pooling` and `max_len` (default `model.max_len`), cached in the run
+/// directory as `name` ([`Teacher::cached_vectors`]).
+pub fn frozen_vectors<B: AutodiffBackend>(
+    setup: &Setup<'_, B>,
+    path: &str,
+    pooling: Pooling,
+    max_len: Option<usize>,
+    texts: &[&str],
+    name: &str,
+) -> Result<Embeddings> {
+    let teacher = Teacher::<B>::load(
+        &TeacherSpec {
+            path: path.to_string(),
+            pooling,
+            max_len: Some(max_len.unwrap_or(setup.model.max_len)),
+            dropout: 0.0,
+        },
+        setup.device,
+    )?;
+    teacher.cached_vectors(texts, &setup.run.teacher_cache(name), setup.inference_batch)
 }
 
 /// FNV-1a over the sentences, each followed by a newline, as 16 hex digits.

@@ -22,6 +22,9 @@ pub struct TrainState {
     pub step: usize,
     /// Best selection score so far and the step it was reached at.
     pub best: Option<(f64, usize)>,
+    /// The objective's state across steps ([`crate::objective::Objective::state`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<serde_json::Value>,
 }
 
 /// The checkpoint directory of a run.
@@ -46,6 +49,11 @@ impl Checkpoints {
 
     fn step_dir(&self, step: usize) -> PathBuf {
         self.dir.join(format!("step-{step:08}"))
+    }
+
+    /// The `state.json` of checkpoint `step`.
+    pub fn state_file(&self, step: usize) -> PathBuf {
+        self.step_dir(step).join("state.json")
     }
 
     /// Steps of the complete checkpoints, oldest first. Leftover `.tmp`

@@ -129,6 +129,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             filter: &config.filter,
             seed: config.train.seed,
             temperature: config.train.temperature,
+            batch_size: config.train.batch_size,
             inference_batch: config.eval.batch_size,
             tokenizer: &student.tokenizer,
             run: &run,
@@ -215,12 +216,11 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
     }
 
     fn run_with<Opt: Optimizer<ContrastiveModel<B>, B>>(
-        self,
+        mut self,
         optim: Opt,
         renderer: &mut dyn MetricsRendererTraining,
         interrupter: &Interrupter,
     ) -> Result<TrainOutcome> {
-        let config = &self.config;
         let checkpoints = self.run.checkpoints();
         let (mut model, mut optim, mut state) = match self.resume_from {
             Some(step) => checkpoints.load(step, self.model.clone(), optim, &self.device)?,
@@ -230,9 +230,19 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
                 TrainState {
                     step: 0,
                     best: None,
+                    objective: None,
                 },
             ),
         };
+        if let Some(saved) = state.objective.take() {
+            self.objective
+                .restore(saved)
+                .map_err(|message| Error::Load {
+                    path: checkpoints.state_file(state.step),
+                    message: format!("`objective`: {message}"),
+                })?;
+        }
+        let config = &self.config;
         let mut schedule = LinearWarmupDecay::new(
             config.train.lr,
             config.train.warmup_steps,
@@ -265,6 +275,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             let indices = order.batch(&self, state.step);
             let (next, done) = self.step(model, &mut optim, &mut schedule, state.step, indices)?;
             model = next;
+            self.objective.observe(indices, &done.readings);
             if !done.loss.is_finite() {
                 return Err(Error::Usage(format!(
                     "the loss became {} at step {} (learning rate {:e}); the last checkpoint is step {saved_at}",
@@ -286,12 +297,14 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
                 self.evaluate_and_select(&model, &mut state, &mut log, renderer)?;
             }
             if state.step % config.checkpoint_every() == 0 || last {
+                state.objective = self.objective.state();
                 checkpoints.save::<B, _, _>(&model, &optim, &state, config.checkpoint.keep_last)?;
                 saved_at = state.step;
             }
         }
         if interrupted && saved_at != state.step {
             renderer.update_train(status("stopping: writing a checkpoint"));
+            state.objective = self.objective.state();
             checkpoints.save::<B, _, _>(&model, &optim, &state, config.checkpoint.keep_last)?;
         }
         if !interrupted && self.evaluators.is_empty() {

@@ -81,6 +81,30 @@ pub fn max_abs_diff(ours: &[f64], reference: &[f64]) -> f64 {
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()))
 }
 
+/// Checks the gradient of each of `embeddings` (`(key, tensor)`) against
+/// `case["grads"][key]` (an embedding without one counts as zeros): each
+/// within `tolerance` of its largest entry. Returns the largest error.
+pub fn check_grads<B: AutodiffBackend>(
+    case: &serde_json::Value,
+    grads: &B::Gradients,
+    embeddings: Vec<(&str, Tensor<B, 2>)>,
+    tolerance: f64,
+) -> f64 {
+    let name = case["name"].as_str().unwrap();
+    let mut worst = 0f64;
+    for (key, z) in embeddings {
+        let reference = matrix(&case["grads"][key]).0;
+        let ours = z
+            .grad(grads)
+            .map(values)
+            .unwrap_or_else(|| vec![0.0; reference.len()]);
+        let err = max_error(&ours, &reference);
+        assert!(err < tolerance, "{name}: grad {key} differs by {err:e}");
+        worst = worst.max(err);
+    }
+    worst
+}
+
 pub fn vector<B: Backend>(v: &serde_json::Value, device: &B::Device) -> Tensor<B, 1> {
     let flat: Vec<f64> = v
         .as_array()
