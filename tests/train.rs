@@ -37,6 +37,11 @@ path = "{sentences}"
     write_experiment(dir, &text)
 }
 
+/// Taken by the tests that train or draw dropout in this process (the
+/// others run the binary): the CPU backend's random state is one per
+/// process, so two of them at once would draw from each other's stream.
+static IN_PROCESS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Writes `dir/exp.toml` and returns its path.
 fn write_experiment(dir: &Path, text: &str) -> PathBuf {
     let path = dir.join("exp.toml");
@@ -683,6 +688,7 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
 /// resumes with the losses of an uninterrupted one.
 #[test]
 fn a_toy_objective_and_evaluator_run_through_the_generic_loop() {
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     use burn::backend::{Autodiff, NdArray};
     use burn::train::Interrupter;
     use gcse::dashboard::renderer::LogRenderer;
@@ -815,6 +821,7 @@ fn a_toy_objective_and_evaluator_run_through_the_generic_loop() {
 /// masks from the seed it is given.
 #[test]
 fn teacher_vectors_are_cached_and_dropout_teachers_are_seeded() {
+    let _turn = IN_PROCESS.lock().unwrap_or_else(|e| e.into_inner());
     use burn::backend::{Autodiff, NdArray};
     use gcse::embed::npy::write_npy;
     use gcse::model::pooling::Pooling;
@@ -1033,6 +1040,11 @@ fn rank_distillation_logs_its_buffer_saves_it_and_resumes_exactly() {
         assert!(
             out.contains("filter: threshold") && out.contains("buffer 6 entries"),
             "{out}"
+        );
+        assert_eq!(
+            out.contains("note: the buffer keeps teacher 0's vectors"),
+            vectors == "teacher",
+            "teacher 0 pools `avg`, the student `cls`: {out}"
         );
         let whole = losses(&run);
         let rank = stats(&run, "rank");

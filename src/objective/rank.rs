@@ -161,6 +161,10 @@ struct Buffer {
     queue: NegativeBuffer,
     /// The width of its vectors (the student's).
     dim: usize,
+    /// A warning for the console: teacher vectors from another model or
+    /// pooling than the student's start, whose cosines with the student
+    /// may carry no signal.
+    note: Option<String>,
 }
 
 /// The objective: the anchors, the teachers' vectors of them and the
@@ -304,10 +308,19 @@ impl Objective for Rank {
                         b.teacher, teachers[b.teacher].1.dim
                     )));
                 }
+                let foreign = (b.vectors == BufferVectors::Teacher)
+                    .then(|| &config.teachers[b.teacher])
+                    .filter(|t| t.path != setup.model.path || t.pooling != setup.model.pooling);
                 Some(Buffer {
                     queue: NegativeBuffer::new(b.size.unwrap_or(4 * setup.batch_size)),
                     config: b.clone(),
                     dim,
+                    note: foreign.map(|source| {
+                        format!(
+                            "note: the buffer keeps teacher {}'s vectors ({}, {:?} pooling), not the student's start ({}, {:?}); if the two spaces differ, the buffer negatives' cosines with the anchors stay near 0 (the \"buffer negative cosine\" statistic) and carry no signal: `vectors = \"student\"` keeps the student's own",
+                            b.teacher, source.path, source.pooling, setup.model.path, setup.model.pooling
+                        )
+                    }),
                 })
             }
         };
@@ -360,6 +373,7 @@ impl Objective for Rank {
                 None => "off".into(),
             }
         ));
+        lines.extend(self.buffer.as_ref().and_then(|b| b.note.clone()));
         lines
     }
 
