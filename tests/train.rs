@@ -122,6 +122,22 @@ fn assert_same_losses(ours: &[(u64, f64)], reference: &[(u64, f64)], tolerance: 
     }
 }
 
+/// A fresh run of `config` into `run` stopped after `step` steps, `between`
+/// applied to the stopped run, then resumed to the end.
+fn stop_and_resume(config: &Path, run: &Path, step: usize, between: impl FnOnce(&Path)) {
+    std::fs::remove_dir_all(run).unwrap();
+    train(
+        config,
+        &["--backend", "cpu", "--stop-after", &step.to_string()],
+    );
+    between(run);
+    let out = train(config, &["--backend", "cpu", "--resume"]);
+    assert!(
+        out.contains(&format!("resuming from the checkpoint of step {step}")),
+        "{out}"
+    );
+}
+
 #[test]
 fn five_steps_match_pytorch_on_cpu_and_wgpu_matches_cpu() {
     let Some(model) = common::minilm_dir("five_steps_match_pytorch") else {
@@ -656,13 +672,7 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
         }
         first_losses.push(whole[0].1);
         if decay == "official" {
-            std::fs::remove_dir_all(&run).unwrap();
-            train(&config, &["--backend", "cpu", "--stop-after", "3"]);
-            let out = train(&config, &["--backend", "cpu", "--resume"]);
-            assert!(
-                out.contains("resuming from the checkpoint of step 3"),
-                "{out}"
-            );
+            stop_and_resume(&config, &run, 3, |_| {});
             assert_same_losses(
                 &losses(&run),
                 &whole,
@@ -1013,15 +1023,19 @@ fn rank_setup(dir: &Path, vectors: &str) -> PathBuf {
     write_experiment(dir, &text)
 }
 
-/// The objective's state in a checkpoint's state.json.
-fn saved_buffer(run: &Path) -> serde_json::Value {
-    let dir = std::fs::read_dir(run.join("checkpoints"))
+/// The state.json of a run's (one kept) checkpoint.
+fn state_file(run: &Path) -> PathBuf {
+    std::fs::read_dir(run.join("checkpoints"))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.join("state.json").is_file())
-        .unwrap();
+        .map(|e| e.unwrap().path().join("state.json"))
+        .find(|p| p.is_file())
+        .unwrap()
+}
+
+/// The objective's state in the run's checkpoint.
+fn saved_buffer(run: &Path) -> serde_json::Value {
     let state: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(state_file(run)).unwrap()).unwrap();
     state["objective"].clone()
 }
 
@@ -1083,29 +1097,18 @@ fn rank_distillation_logs_its_buffer_saves_it_and_resumes_exactly() {
         assert_eq!(entries.len(), 6, "full after {} steps of 4", whole.len());
         assert_eq!(entries[0]["vector"].is_array(), vectors == "student");
 
-        std::fs::remove_dir_all(&run).unwrap();
-        train(&config, &["--backend", "cpu", "--stop-after", "3"]);
-        let out = train(&config, &["--backend", "cpu", "--resume"]);
-        assert!(
-            out.contains("resuming from the checkpoint of step 3"),
-            "{out}"
-        );
+        stop_and_resume(&config, &run, 3, |_| {});
         assert_same_losses(&losses(&run), &whole, 1e-5, "rank stopped after 3, resumed");
 
         // The same resume from a checkpoint whose buffer was emptied: other
         // negatives, other losses.
-        std::fs::remove_dir_all(&run).unwrap();
-        train(&config, &["--backend", "cpu", "--stop-after", "3"]);
-        let state = std::fs::read_dir(run.join("checkpoints"))
-            .unwrap()
-            .map(|e| e.unwrap().path().join("state.json"))
-            .find(|p| p.is_file())
-            .unwrap();
-        let mut saved: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
-        saved["objective"]["entries"] = serde_json::json!([]);
-        std::fs::write(&state, saved.to_string()).unwrap();
-        train(&config, &["--backend", "cpu", "--resume"]);
+        stop_and_resume(&config, &run, 3, |run| {
+            let state = state_file(run);
+            let mut saved: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
+            saved["objective"]["entries"] = serde_json::json!([]);
+            std::fs::write(&state, saved.to_string()).unwrap();
+        });
         let emptied = losses(&run);
         assert_eq!(emptied.len(), whole.len());
         assert!(
