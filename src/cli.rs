@@ -145,8 +145,11 @@ pub struct ModelArgs {
 pub struct EvalArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Tasks, comma-separated: sts12..sts16, stsb, sickr, and the dev sets
-    /// stsb-dev, sickr-dev [default: the seven STS test tasks].
+    /// Tasks, comma-separated: sts12..sts16, stsb, sickr, the dev sets
+    /// stsb-dev, sickr-dev, and tasks read from files: rerank:PATH (MTEB
+    /// reranking JSONL), retrieval:DIR (BEIR layout), pairclass:PATH
+    /// (labelled pairs), pairs:PATH (scored pairs) [default: the seven STS
+    /// test tasks].
     #[arg(long, value_delimiter = ',', value_parser = task_name)]
     pub tasks: Vec<String>,
     /// SentEval data directory holding STS/ and SICK/ [default:
@@ -156,11 +159,15 @@ pub struct EvalArgs {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Also write each task's results as MTEB does, one JSON file per task
+    /// in this directory.
+    #[arg(long)]
+    pub mteb_dir: Option<PathBuf>,
 }
 
 /// An evaluation task's registered name.
 fn task_name(name: &str) -> Result<String, String> {
-    crate::eval::registry::canonical(name).map(str::to_string)
+    crate::eval::registry::canonical(name)
 }
 
 /// `gcse embed`.

@@ -207,8 +207,9 @@ pub struct EvalSection {
     /// Evaluate every this many steps (and after the last). Default 125.
     #[serde(default = "default_eval_every")]
     pub every_steps: usize,
-    /// Tasks evaluated during training (any registered evaluation task).
-    /// Default ["stsb-dev", "sickr-dev"]. Empty: no evaluation during
+    /// Tasks evaluated during training (any registered evaluation task,
+    /// `rerank:PATH`, `retrieval:DIR`, `pairclass:PATH` and `pairs:PATH`
+    /// among them). Default ["stsb-dev", "sickr-dev"]. Empty: no evaluation during
     /// training, and the last model is exported as the run's model.
     #[serde(default = "default_dev_tasks")]
     pub tasks: Vec<String>,
@@ -217,7 +218,8 @@ pub struct EvalSection {
     #[serde(default = "default_true")]
     pub at_start: bool,
     /// What picks the best checkpoint: a task (its primary metric, e.g. an
-    /// STS task's Spearman) or "task/metric". Default "stsb-dev".
+    /// STS task's Spearman) or "task/metric" (e.g.
+    /// "rerank:dev.jsonl/ndcg_at_10"). Default "stsb-dev".
     #[serde(default = "default_select_by")]
     pub select_by: String,
     /// Evaluate the best model on the seven STS test tasks at the end.

@@ -499,6 +499,78 @@ keep_last = 1
 }
 
 #[test]
+fn a_metric_of_a_task_read_from_a_file_picks_the_best_checkpoint() {
+    let dir = temp_dir("best_by_rerank");
+    let (model, sentences) = tiny_setup(&dir);
+    let lines: Vec<String> = std::fs::read_to_string(&sentences)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let sets = dir.join("dev sets");
+    std::fs::create_dir_all(&sets).unwrap();
+    let n = lines.len();
+    let rerank: String = (0..n)
+        .map(|i| {
+            let words: Vec<&str> = lines[i].split(' ').collect();
+            let row = serde_json::json!({
+                "query": lines[i],
+                "positive": [words[..words.len() - 2].join(" ")],
+                "negative": [&lines[(i + 1) % n], &lines[(i + 5) % n], &lines[(i + 11) % n]],
+            });
+            format!("{row}\n")
+        })
+        .collect();
+    let pairs: String = (0..n)
+        .map(|i| format!("{}\t{}\t{}\n", lines[i], lines[(i * 5 + 1) % n], i % 6))
+        .collect();
+    let (rerank_path, pairs_path) = (sets.join("rerank.jsonl"), sets.join("pairs.tsv"));
+    std::fs::write(&rerank_path, rerank).unwrap();
+    std::fs::write(&pairs_path, pairs).unwrap();
+    let task = format!("rerank:{}", rerank_path.display());
+    let extra = format!(
+        r#"[train]
+batch_size = 8
+max_steps = 3
+lr = 3e-3
+[eval]
+every_steps = 1
+tasks = ["pairs:{}", "{task}"]
+select_by = "{task}/ndcg_at_10"
+final_test = false
+[checkpoint]
+keep_last = 1
+"#,
+        pairs_path.display()
+    );
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", &extra);
+    let run = dir.join("run");
+    let log = train(&config, &["--backend", "cpu"]);
+    let scored: Vec<(u64, f64)> = evals(&run)
+        .iter()
+        .map(|e| {
+            let t = &e.tasks[&task];
+            assert_eq!(t.primary, "map");
+            (e.step as u64, t.metrics["ndcg_at_10"].0)
+        })
+        .collect();
+    assert_eq!(scored.iter().map(|s| s.0).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    let (best_step, best) = scored
+        .iter()
+        .fold((0, f64::MIN), |acc, &s| if s.1 > acc.1 { s } else { acc });
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("best/gcse.json")).unwrap())
+            .unwrap();
+    let provenance = &meta["provenance"];
+    assert_eq!(provenance["step"], best_step, "{scored:?}\n{log}");
+    assert_eq!(provenance["selected_by"], format!("{task}/ndcg_at_10"));
+    assert!((provenance["ndcg_at_10"].as_f64().unwrap() - best).abs() < 1e-12);
+    let saved = gcse::objective::registry::read(&run.join("config.toml")).unwrap();
+    assert_eq!(saved.eval.select_by, format!("{task}/ndcg_at_10"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
     let configs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("configs");
     let mut names = Vec::new();

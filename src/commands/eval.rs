@@ -9,6 +9,7 @@ use crate::cli::EvalArgs;
 use crate::data::data_root;
 use crate::error::Result;
 use crate::eval::evaluator::{evaluate, EvalData};
+use crate::eval::mteb::write_results;
 use crate::eval::registry::{self, TEST_SUITE};
 use crate::json_file::write_json;
 
@@ -47,6 +48,14 @@ impl BackendTask for EvalTask {
             "{} sentences in {:.1} s ({:.1} sentences/s)",
             report.sentences, report.seconds, report.sentences_per_second
         );
+        if let Some(dir) = &args.mteb_dir {
+            let files = write_results(dir, &report, |t| registry::metrics(t).unwrap_or(&[]))?;
+            println!(
+                "MTEB-style results: {} files in {}",
+                files.len(),
+                dir.display()
+            );
+        }
         if let Some(path) = &args.json {
             let json = serde_json::json!({
                 "model": args.model.model,

@@ -24,6 +24,8 @@ pub struct MetricInfo {
     pub label: &'static str,
     /// Whether a larger value is better (for picking the best checkpoint).
     pub higher_is_better: bool,
+    /// Whether results give it x 100 (a fraction in MTEB's files).
+    pub percent: bool,
 }
 
 /// One evaluation task.
@@ -50,6 +52,12 @@ pub struct TaskResult {
     /// Its column header.
     #[serde(skip)]
     pub column: String,
+    /// Its family's name (tables group tasks by it).
+    #[serde(skip)]
+    pub family: String,
+    /// The metrics tables show, in order (empty: the primary one).
+    #[serde(skip)]
+    pub shown: &'static [&'static str],
     /// The primary metric's name.
     pub primary: String,
     /// Every metric's value.
@@ -100,66 +108,111 @@ impl EvalReport {
             .unwrap_or(f64::NAN)
     }
 
-    /// The results as a text table: one column per task with its primary
-    /// metric, then the average; a second line gives the counts.
+    /// The results as text tables, one per family of tasks in the order
+    /// they first appear: a column per task, then the family's average; a
+    /// row per metric the family shows (the primary one alone for STS and
+    /// other correlation tasks, as the papers print them, each row then
+    /// labelled by its metric when there are more); a last line gives the
+    /// counts.
     pub fn table(&self) -> String {
-        let mut headers: Vec<String> = self.scores.iter().map(|s| s.column.clone()).collect();
-        headers.push("Avg.".into());
-        let mut values: Vec<String> = self
-            .scores
+        let mut families: Vec<&str> = Vec::new();
+        for score in &self.scores {
+            if !families.contains(&score.family.as_str()) {
+                families.push(&score.family);
+            }
+        }
+        families
             .iter()
-            .map(|s| format!("{:.2}", s.primary_value()))
-            .collect();
-        values.push(format!("{:.2}", self.average));
-        let mut counts: Vec<String> = self
-            .scores
-            .iter()
-            .map(|s| {
-                s.counts
-                    .values()
-                    .next()
-                    .map_or(String::new(), usize::to_string)
+            .map(|family| {
+                let tasks: Vec<&TaskResult> =
+                    self.scores.iter().filter(|s| s.family == *family).collect();
+                let table = family_table(&tasks);
+                if families.len() > 1 {
+                    format!("{family}\n{table}")
+                } else {
+                    table
+                }
             })
-            .collect();
-        counts.push(String::new());
-        let unit = self
-            .scores
-            .iter()
-            .find_map(|s| s.counts.keys().next())
-            .map_or("items", String::as_str);
-        let widths: Vec<usize> = headers
-            .iter()
-            .zip(&values)
-            .map(|(h, v)| h.len().max(v.len()).max(5))
-            .collect();
-        let rule = format!(
-            "+{}+",
-            widths
-                .iter()
-                .map(|w| "-".repeat(w + 2))
-                .collect::<Vec<_>>()
-                .join("+")
-        );
-        let cells = |cells: &[String], sep: &str| {
-            cells
-                .iter()
-                .zip(&widths)
-                .map(|(c, w)| format!(" {c:>w$} "))
-                .collect::<Vec<_>>()
-                .join(sep)
-        };
-        let row = |values: &[String]| format!("|{}|", cells(values, "|"));
-        let counts_row = format!(" {}", cells(&counts, " "));
-        [
-            rule.clone(),
-            row(&headers),
-            rule.clone(),
-            row(&values),
-            rule,
-            format!("{} {unit}", counts_row.trim_end()),
-        ]
-        .join("\n")
+            .collect::<Vec<_>>()
+            .join("\n\n")
     }
+}
+
+fn family_table(tasks: &[&TaskResult]) -> String {
+    let rows: Vec<&str> = match tasks.first() {
+        Some(first) if !first.shown.is_empty() => first.shown.to_vec(),
+        Some(first) => vec![first.primary.as_str()],
+        None => Vec::new(),
+    };
+    let labelled = rows.len() > 1;
+    let mut headers: Vec<String> = labelled.then(String::new).into_iter().collect();
+    headers.extend(tasks.iter().map(|s| s.column.clone()));
+    headers.push("Avg.".into());
+    let values: Vec<Vec<String>> = rows
+        .iter()
+        .map(|&metric| {
+            let of = |s: &TaskResult| s.value(Some(metric)).unwrap_or(f64::NAN);
+            let mean = tasks.iter().map(|s| of(s)).sum::<f64>() / tasks.len().max(1) as f64;
+            labelled
+                .then(|| metric.to_string())
+                .into_iter()
+                .chain(tasks.iter().map(|s| format!("{:.2}", of(s))))
+                .chain([format!("{mean:.2}")])
+                .collect()
+        })
+        .collect();
+    let mut counts: Vec<String> = labelled.then(String::new).into_iter().collect();
+    counts.extend(tasks.iter().map(|s| {
+        s.counts
+            .values()
+            .next()
+            .map_or(String::new(), usize::to_string)
+    }));
+    counts.push(String::new());
+    let unit = tasks
+        .iter()
+        .find_map(|s| s.counts.keys().next())
+        .map_or("items", String::as_str);
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|c| {
+            values
+                .iter()
+                .map(|row| row[c].len())
+                .chain([headers[c].len(), 5])
+                .max()
+                .unwrap_or(5)
+        })
+        .collect();
+    let rule = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    let cells = |cells: &[String], sep: &str| {
+        cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(c, (v, w))| {
+                if labelled && c == 0 {
+                    format!(" {v:<w$} ")
+                } else {
+                    format!(" {v:>w$} ")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(sep)
+    };
+    let row = |values: &[String]| format!("|{}|", cells(values, "|"));
+    let counts_row = format!(" {}", cells(&counts, " "));
+    let mut lines = vec![rule.clone(), row(&headers), rule.clone()];
+    lines.extend(values.iter().map(|v| row(v)));
+    lines.push(rule);
+    lines.push(format!("{} {unit}", counts_row.trim_end()));
+    lines.join("\n")
 }
 
 /// Which result picks the best checkpoint: `eval.select_by`, `"task"` (its
@@ -173,9 +226,17 @@ pub struct Selection {
 }
 
 impl Selection {
-    /// Reads `"task"` or `"task/metric"`.
+    /// Reads `"task"` or `"task/metric"`. A task read from a file
+    /// (`family:PATH`) names a path that may hold `/`: its metric follows
+    /// the last one, and is always written (see
+    /// [`super::registry::check_selection`]).
     pub fn parse(text: &str) -> Self {
-        match text.split_once('/') {
+        let split = if text.contains(':') {
+            text.rsplit_once('/')
+        } else {
+            text.split_once('/')
+        };
+        match split {
             Some((task, metric)) => Self {
                 task: task.to_string(),
                 metric: Some(metric.to_string()),
@@ -297,13 +358,14 @@ pub struct EvalData {
 pub struct TaskFamily {
     /// The family's name in titles (e.g. "STS").
     pub family: &'static str,
-    /// Every task's canonical name.
+    /// Every task's canonical name, or how a task of it is named (e.g.
+    /// `rerank:PATH`).
     pub names: &'static [&'static str],
     /// The canonical name `name` stands for in this family (other spellings
     /// allowed), if any.
-    pub resolve: fn(&str) -> Option<&'static str>,
+    pub resolve: fn(&str) -> Option<String>,
     /// The metrics of each of its tasks, primary first.
     pub metrics: &'static [MetricInfo],
-    /// Loads task `name`'s data.
-    pub load: fn(&'static str, &EvalData) -> Result<Box<dyn Evaluator>>,
+    /// Loads the data of the task of canonical name `name`.
+    pub load: fn(&str, &EvalData) -> Result<Box<dyn Evaluator>>,
 }

@@ -13,6 +13,7 @@ use std::str::FromStr;
 
 use super::evaluator::{Evaluator, MetricInfo, SentenceVectors, TaskFamily, TaskResult};
 use super::spearman::{pearson, spearman};
+use super::task_files::read_text;
 use crate::error::{Error, Result};
 
 /// One STS evaluation set.
@@ -47,6 +48,22 @@ pub struct StsPairs {
     pub b: Vec<String>,
     /// Gold score of each pair.
     pub gold: Vec<f64>,
+}
+
+impl StsPairs {
+    /// Every sentence, the first of each pair, then the second.
+    pub fn sentences(&self) -> Vec<&str> {
+        self.a.iter().chain(&self.b).map(String::as_str).collect()
+    }
+
+    /// The cosine similarity of each pair's vectors.
+    pub fn cosines(&self, vectors: &SentenceVectors) -> Vec<f64> {
+        self.a
+            .iter()
+            .zip(&self.b)
+            .map(|(a, b)| vectors.cosine(a, b))
+            .collect()
+    }
 }
 
 impl StsTask {
@@ -197,16 +214,7 @@ fn normalise(s: &str) -> String {
 }
 
 fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| {
-        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        Error::data(path, line, "not valid UTF-8")
-    })?;
-    Ok(text.lines().map(str::to_string).collect())
+    Ok(read_text(path)?.lines().map(str::to_string).collect())
 }
 
 fn parse_score(path: &Path, line: usize, field: &str) -> Result<f64> {
@@ -305,13 +313,15 @@ pub const FAMILY: TaskFamily = TaskFamily {
         "stsb-dev",
         "sickr-dev",
     ],
-    resolve: |name| name.parse::<StsTask>().ok().map(StsTask::key),
+    resolve: |name| name.parse::<StsTask>().ok().map(|t| t.key().to_string()),
     metrics: METRICS,
     load: |name, data| {
         let task: StsTask = name.parse().map_err(Error::Usage)?;
-        Ok(Box::new(StsEvaluator {
+        Ok(Box::new(PairCorrelation {
+            name: task.key().to_string(),
+            column: task.column().to_string(),
+            family: "STS",
             pairs: task.load(&data.senteval)?,
-            task,
         }))
     },
 };
@@ -322,31 +332,40 @@ pub const METRICS: &[MetricInfo] = &[
         name: "spearman",
         label: "Spearman x100",
         higher_is_better: true,
+        percent: true,
     },
     MetricInfo {
         name: "pearson",
         label: "Pearson x100",
         higher_is_better: true,
+        percent: true,
     },
 ];
 
-/// One STS task with its pairs loaded.
-pub struct StsEvaluator {
-    task: StsTask,
-    pairs: StsPairs,
+/// Sentence pairs scored by the correlation of their cosine similarity with
+/// gold scores: an STS task, or a user's pair-score file.
+pub struct PairCorrelation {
+    /// The task's name.
+    pub name: String,
+    /// Its column header.
+    pub column: String,
+    /// Its family's name.
+    pub family: &'static str,
+    /// The pairs with their gold scores.
+    pub pairs: StsPairs,
 }
 
-impl Evaluator for StsEvaluator {
+impl Evaluator for PairCorrelation {
     fn name(&self) -> &str {
-        self.task.key()
+        &self.name
     }
 
     fn column(&self) -> &str {
-        self.task.column()
+        &self.column
     }
 
     fn family(&self) -> &str {
-        FAMILY.family
+        self.family
     }
 
     fn metrics(&self) -> &[MetricInfo] {
@@ -354,26 +373,17 @@ impl Evaluator for StsEvaluator {
     }
 
     fn sentences(&self) -> Vec<&str> {
-        self.pairs
-            .a
-            .iter()
-            .chain(&self.pairs.b)
-            .map(String::as_str)
-            .collect()
+        self.pairs.sentences()
     }
 
     fn score(&self, vectors: &SentenceVectors) -> TaskResult {
-        let predicted: Vec<f64> = self
-            .pairs
-            .a
-            .iter()
-            .zip(&self.pairs.b)
-            .map(|(a, b)| vectors.cosine(a, b))
-            .collect();
+        let predicted = self.pairs.cosines(vectors);
         let gold = &self.pairs.gold;
         TaskResult {
-            task: self.task.key().to_string(),
-            column: self.task.column().to_string(),
+            task: self.name.clone(),
+            column: self.column.clone(),
+            family: self.family.to_string(),
+            shown: &[],
             primary: METRICS[0].name.to_string(),
             metrics: BTreeMap::from([
                 (

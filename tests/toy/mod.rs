@@ -170,11 +170,13 @@ pub const DISTANCE: &[MetricInfo] = &[
         name: "distance",
         label: "cosine distance",
         higher_is_better: false,
+        percent: false,
     },
     MetricInfo {
         name: "similarity",
         label: "cosine",
         higher_is_better: true,
+        percent: false,
     },
 ];
 
@@ -212,6 +214,8 @@ impl Evaluator for PairDistance {
         TaskResult {
             task: self.name().into(),
             column: self.column().into(),
+            family: "toy".into(),
+            shown: &[],
             primary: "distance".into(),
             metrics: BTreeMap::from([
                 ("distance".into(), 1.0 - similarity),
