@@ -133,7 +133,7 @@ pub struct ModelArgs {
     pub batch_size: usize,
     /// Longest tokenized sentence; longer ones are cut [default: the model's
     /// position limit].
-    #[arg(long)]
+    #[arg(long, value_parser = max_len)]
     pub max_len: Option<usize>,
     /// Compute backend.
     #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
@@ -163,6 +163,21 @@ pub struct EvalArgs {
     /// in this directory.
     #[arg(long)]
     pub mteb_dir: Option<PathBuf>,
+}
+
+/// A `--max-len`: a whole number that leaves room for a word between the
+/// special tokens.
+fn max_len(text: &str) -> Result<usize, String> {
+    let n: usize = text
+        .parse()
+        .map_err(|_| format!("\"{text}\" is not a whole number"))?;
+    if n < crate::config::MIN_MAX_LEN {
+        return Err(format!(
+            "must be at least {} (a special token on each side and a word)",
+            crate::config::MIN_MAX_LEN
+        ));
+    }
+    Ok(n)
 }
 
 /// An evaluation task's registered name.
@@ -272,7 +287,7 @@ pub struct FilterArgs {
     #[arg(long)]
     pub pooling: Option<Pooling>,
     /// Longest tokenized sentence [default: the run's, else the model's limit].
-    #[arg(long)]
+    #[arg(long, value_parser = max_len)]
     pub max_len: Option<usize>,
     /// Sentences per forward pass.
     #[arg(long, default_value_t = 64)]
@@ -310,9 +325,14 @@ impl FilterArgs {
 pub struct ExportArgs {
     /// A run directory (holding config.toml).
     pub run: PathBuf,
-    /// The folder to write (replaced if it exists).
+    /// The folder to write: new, empty, or a model folder (which is
+    /// replaced); any other folder only with --force.
     #[arg(long)]
     pub to: PathBuf,
+    /// Replace `--to` even when it is a folder of something else than a
+    /// model (everything in it is deleted).
+    #[arg(long)]
+    pub force: bool,
     /// Export the checkpoint of this step instead of the best model.
     #[arg(long)]
     pub step: Option<usize>,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::check;
 use crate::data::corpus::SourceSpec;
 use crate::data::data_root;
 use crate::error::{Error, Result};
@@ -247,6 +248,10 @@ pub struct CheckpointSection {
     pub keep_last: usize,
 }
 
+/// The shortest `max_len` (`model.max_len`, `--max-len`) accepted: BERT
+/// and RoBERTa tokenizers add a special token on each side of a sentence.
+pub const MIN_MAX_LEN: usize = 3;
+
 fn default_train_pooling() -> Pooling {
     Pooling::Cls
 }
@@ -355,15 +360,16 @@ impl TrainConfig {
     /// checked by [`TrainConfig::check_tasks`]), the key `objective` (else
     /// `default_objective`) and the section it names set aside for the
     /// objective.
+    ///
+    /// `text` is the file's text, where errors find the line of the key
+    /// they name.
     pub fn from_table(
         mut table: toml::Table,
+        text: &str,
         path: &Path,
         default_objective: &str,
     ) -> Result<Self> {
-        let config_error = |message: String| Error::Config {
-            path: path.to_path_buf(),
-            message,
-        };
+        let config_error = |message: String| located(path, text, message);
         let name = match table.remove("objective") {
             None => default_objective.to_string(),
             Some(toml::Value::String(name)) => name,
@@ -382,9 +388,14 @@ impl TrainConfig {
                 )))
             }
         };
-        let mut config: TrainConfig = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| config_error(e.message().trim_end().to_string()))?;
+        let mut config: TrainConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| {
+            let message = e.inner().message().trim_end().to_string();
+            config_error(match e.path().to_string() {
+                key if key == "." => message,
+                key => format!("`{key}`: {message}"),
+            })
+        })?;
         config.objective = ObjectiveSection { name, settings };
         config.validate().map_err(config_error)?;
         Ok(config)
@@ -432,7 +443,6 @@ impl TrainConfig {
             ("train.log_every", t.log_every),
             ("eval.every_steps", self.eval.every_steps),
             ("eval.batch_size", self.eval.batch_size),
-            ("model.max_len", self.model.max_len),
             ("train.grad_cache_chunk", t.grad_cache_chunk.unwrap_or(1)),
             ("checkpoint.keep_last", self.checkpoint.keep_last),
             (
@@ -443,20 +453,38 @@ impl TrainConfig {
         if let Some((key, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("`{key}` must be at least 1"));
         }
+        if self.model.max_len < MIN_MAX_LEN {
+            return Err(format!(
+                "`model.max_len` must be at least {MIN_MAX_LEN} (a special token on each side and a word), not {}",
+                self.model.max_len
+            ));
+        }
         if t.batch_size < 2 {
             return Err("`train.batch_size` must be at least 2 (in-batch negatives)".into());
         }
-        if !(t.lr > 0.0 && t.lr.is_finite()) {
-            return Err(format!("`train.lr` must be positive, not {}", t.lr));
-        }
-        if !(t.temperature > 0.0 && t.temperature.is_finite()) {
+        check::positive("train.lr", t.lr)?;
+        check::positive("train.temperature", t.temperature)?;
+        check::non_negative("train.weight_decay", t.weight_decay)?;
+        check::non_negative("train.max_grad_norm", t.max_grad_norm)?;
+        // The optimizer takes epsilon as an f32: it must stay positive there.
+        check::positive("train.adam_epsilon", t.adam_epsilon)?;
+        if !(t.adam_epsilon as f32 > 0.0 && (t.adam_epsilon as f32).is_finite()) {
             return Err(format!(
-                "`train.temperature` must be positive, not {}",
-                t.temperature
+                "`train.adam_epsilon` {} is outside the range of 32-bit floats",
+                t.adam_epsilon
             ));
         }
-        if t.weight_decay < 0.0 || t.adam_epsilon <= 0.0 || t.max_grad_norm < 0.0 {
-            return Err("`train.weight_decay` and `train.max_grad_norm` must be >= 0, `train.adam_epsilon` > 0".into());
+        if let Some(end) = t.schedule_steps {
+            if end <= t.warmup_steps {
+                return Err(format!(
+                    "`train.schedule_steps` ({end}) must be greater than `train.warmup_steps` ({}): \
+                     the learning rate would be 0 from then on",
+                    t.warmup_steps
+                ));
+            }
+        }
+        if self.data.max_sentences == Some(0) {
+            return Err("`data.max_sentences` must be at least 1".into());
         }
         if let Some(p) = self.model.dropout {
             if !(0.0..1.0).contains(&p) {
@@ -472,6 +500,63 @@ impl TrainConfig {
     pub fn checkpoint_every(&self) -> usize {
         self.checkpoint.every_steps.unwrap_or(self.eval.every_steps)
     }
+}
+
+/// An [`Error::Config`] of `path` with `message`, which starts with the
+/// line of the key it names first (in backquotes) when `text` has it.
+pub fn located(path: &Path, text: &str, message: String) -> Error {
+    let key = message
+        .strip_prefix('`')
+        .and_then(|m| m.split_once('`'))
+        .map(|(key, _)| key);
+    let message = match key.and_then(|k| line_of(text, k)) {
+        Some(line) => format!("line {line}: {message}"),
+        None => message,
+    };
+    Error::Config {
+        path: path.to_path_buf(),
+        message,
+    }
+}
+
+/// The line (1-based) of TOML `text` where dotted `key` is set or its
+/// table starts (indices such as `[0]` in the key are ignored).
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    let mut wanted = String::new();
+    let mut skip = false;
+    for c in key.chars() {
+        match c {
+            '[' => skip = true,
+            ']' => skip = false,
+            c if !skip => wanted.push(c),
+            _ => {}
+        }
+    }
+    let mut table = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        let header = line
+            .strip_prefix("[[")
+            .and_then(|h| h.split_once("]]"))
+            .or_else(|| line.strip_prefix('[').and_then(|h| h.split_once(']')));
+        let full = if let Some((name, _)) = header {
+            table = name.trim().to_string();
+            table.clone()
+        } else if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim().trim_matches('"');
+            if table.is_empty() {
+                name.to_string()
+            } else {
+                format!("{table}.{name}")
+            }
+        } else {
+            continue;
+        };
+        if full == wanted {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 fn parse_ratio(text: &str) -> std::result::Result<(u32, u32), String> {
@@ -544,7 +629,15 @@ path = "corpus.txt"
     fn bad_values_are_named() {
         for (extra, key) in [
             ("[train]\nbatch_size = 1\n", "train.batch_size"),
+            ("[model]\nmax_len = 2\n", "model.max_len"),
             ("[train]\nlr = -1.0\n", "train.lr"),
+            ("[train]\nlr = nan\n", "train.lr"),
+            ("[train]\nweight_decay = nan\n", "train.weight_decay"),
+            ("[train]\nadam_epsilon = nan\n", "train.adam_epsilon"),
+            ("[train]\nadam_epsilon = 1e-50\n", "train.adam_epsilon"),
+            ("[train]\nmax_grad_norm = nan\n", "train.max_grad_norm"),
+            ("[train]\nmax_grad_norm = inf\n", "train.max_grad_norm"),
+            ("[train]\nschedule_steps = 0\n", "train.schedule_steps"),
             ("[train]\ngrad_cache_chunk = 0\n", "train.grad_cache_chunk"),
             ("[data]\nratio = \"1-3\"\n", "data.ratio"),
             ("[eval]\nselect_by = \"sts12\"\n", "eval.select_by"),

@@ -29,12 +29,20 @@ pub enum Error {
         line: usize,
         message: String,
     },
+    /// An input file or folder, as a whole, holds nothing we can use (no
+    /// pairs, every score equal...).
+    #[error("{}: {message}", path.display())]
+    Unusable { path: PathBuf, message: String },
     /// A model name is neither a local directory nor obtainable from the hub.
     #[error("{0}")]
     ModelNotFound(String),
     /// The requested compute backend is not available on this machine or build.
     #[error("{0}")]
     Backend(String),
+    /// Training cannot go on: the loss, gradients or weights stopped being
+    /// finite.
+    #[error("{0}")]
+    Diverged(String),
     /// A command-line value is not valid.
     #[error("{0}")]
     Usage(String),

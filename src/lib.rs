@@ -10,6 +10,7 @@
 pub mod atomic;
 pub mod backend;
 pub mod bench;
+pub mod check;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -26,6 +27,7 @@ pub mod plot;
 pub mod progress;
 pub mod rng;
 pub mod run_dir;
+pub mod signals;
 pub mod synth;
 pub mod train;
 pub mod triplets;

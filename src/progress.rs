@@ -16,9 +16,14 @@ pub fn dashboard_owns_terminal(owns: bool) {
     DASHBOARD.store(owns, Ordering::SeqCst);
 }
 
+/// Whether the dashboard owns the terminal now.
+pub fn dashboard_holds_terminal() -> bool {
+    DASHBOARD.load(Ordering::SeqCst)
+}
+
 /// A bar of `total` with `template`, hidden while the dashboard is up.
 fn bar(total: u64, template: &str) -> ProgressBar {
-    if DASHBOARD.load(Ordering::SeqCst) {
+    if dashboard_holds_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(total);

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic::write_atomic;
+use crate::atomic::{recover_dir, write_atomic};
 use crate::error::{Error, Result};
-use crate::model::export::recover_dir;
 use crate::train::checkpoint::Checkpoints;
 
 /// The directory of one training run.
@@ -28,6 +27,8 @@ impl RunDir {
     pub const TRIPLETS: &'static str = "triplets.jsonl";
     /// The report of that filtering.
     pub const FILTER_REPORT: &'static str = "filter_report.json";
+    /// The lock file of [`Self::lock`].
+    pub const LOCK: &'static str = ".gcse.lock";
     /// Resumable checkpoints, one folder each.
     pub const CHECKPOINTS: &'static str = "checkpoints";
     /// Cached vectors of frozen teachers.
@@ -96,6 +97,48 @@ impl RunDir {
         self.file(Self::TEACHERS).join(name)
     }
 
+    /// Takes the directory for this process (made if missing) until the
+    /// returned lock is dropped or the process ends, however it ends. A
+    /// directory another process holds is an error naming that process:
+    /// take it before [`Self::check`] and [`Self::claim`].
+    pub fn lock(&self) -> Result<RunLock> {
+        let created = !self.root.exists();
+        std::fs::create_dir_all(&self.root).map_err(|e| Error::io(&self.root, e))?;
+        let path = self.file(Self::LOCK);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = match holder.trim() {
+                    "" => String::new(),
+                    pid => format!(" (process {pid})"),
+                };
+                return Err(Error::Usage(format!(
+                    "{}: another gcse process{holder} is training in this run directory; \
+                     wait for it to end or choose another run_dir",
+                    self.root.display()
+                )));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
+        }
+        let pid = std::process::id().to_string();
+        file.set_len(0)
+            .and_then(|()| std::io::Write::write_all(&mut file, pid.as_bytes()))
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(RunLock {
+            run: self.clone(),
+            _file: file,
+            created,
+        })
+    }
+
     /// Whether a run was started here.
     pub fn holds_run(&self) -> bool {
         self.config().is_file()
@@ -136,8 +179,30 @@ impl RunDir {
         recover_dir(&self.best())
     }
 
-    /// The newest complete checkpoint's step, if any.
+    /// The step of the newest checkpoint a resume can read, if any.
     pub fn resume_step(&self) -> Result<Option<usize>> {
-        Ok(self.checkpoints().complete()?.last().copied())
+        self.checkpoints().newest_usable()
+    }
+}
+
+/// A run directory held by this process (see [`RunDir::lock`]). Dropped
+/// before a run was claimed, it removes the lock file, and the directory
+/// too when the lock made it and nothing else is in it: a run that could
+/// not start leaves nothing behind.
+#[derive(Debug)]
+pub struct RunLock {
+    run: RunDir,
+    _file: std::fs::File,
+    created: bool,
+}
+
+impl Drop for RunLock {
+    fn drop(&mut self) {
+        if !self.run.holds_run() {
+            let _ = std::fs::remove_file(self.run.file(RunDir::LOCK));
+            if self.created {
+                let _ = std::fs::remove_dir(self.run.root());
+            }
+        }
     }
 }

@@ -194,7 +194,7 @@ fn a_missing_pooler_is_reported_but_a_missing_layer_is_an_error() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("model.safetensors"), "{err}");
-    assert!(err.contains("backbone.layers.1.ffn_out.weight"), "{err}");
+    assert!(err.contains("encoder.layer.1.output.dense.weight"), "{err}");
 }
 
 #[test]
@@ -210,7 +210,8 @@ fn a_shape_mismatch_names_the_tensor_and_both_shapes() {
     assert!(matches!(err, Error::Load { .. }), "{err}");
     let msg = err.to_string();
     assert!(
-        msg.contains("ffn_in.weight") && msg.contains("40") && msg.contains("37"),
+        msg.contains("`encoder.layer.0.intermediate.dense.weight` has shape [37, 16] in the file")
+            && msg.contains("needs [40, 16]"),
         "{msg}"
     );
 }

@@ -94,11 +94,11 @@ fn bad_configs_name_the_file_and_the_problem() {
         ("typo.toml", format!("{BASE}\n[generate]\npositivs = 3\n"), "unknown field `positivs`"),
         ("kind.toml", format!("{BASE}\n[generate.negative_kinds]\nrewrite = 1.0\n"), "generate.negative_kinds.rewrite: not one of antisense, entity_revision, quantity_revision"),
         ("zero.toml", format!("{BASE}\n[generate.positive_kinds]\nrewrite = 0.0\n"), "generate.positive_kinds: no kind has a weight above 0"),
-        ("negative.toml", format!("{BASE}\n[generate.positive_kinds]\nrewrite = -1.0\n"), "generate.positive_kinds.rewrite: a weight must be >= 0"),
+        ("negative.toml", format!("{BASE}\n[generate.positive_kinds]\nrewrite = -1.0\n"), "`generate.positive_kinds.rewrite` must be a number >= 0, not -1"),
         ("prompt.toml", format!("{BASE}\n[prompts]\nrewrit = \"x.txt\"\n"), "[prompts] rewrit: no such prompt kind"),
         ("local.toml", BASE.replace("backend = \"http\"", "backend = \"local\""), "needs an [llm.local] section"),
         ("nosource.toml", BASE.replace("[[sources.general]]\npath = \"sentences.txt\"", "[sources]"), "needs at least one"),
-        ("top_p.toml", format!("{BASE}\n[extract]\ntop_p = 0.0\n"), "top_p in (0, 1]"),
+        ("top_p.toml", format!("{BASE}\n[extract]\ntop_p = 0.0\n"), "`extract.top_p` must be in (0, 1], not 0"),
     ];
     for (name, text, words) in cases {
         let err = load(&dir, name, &text).unwrap_err();

@@ -323,7 +323,10 @@ fn a_run_keeps_requests_in_flight_and_never_sends_an_answered_request_again() {
 #[test]
 fn bad_configs_are_refused() {
     let no_endpoint = HttpLlm::new(config(vec![])).err().unwrap().to_string();
-    assert!(no_endpoint.contains("endpoints is empty"), "{no_endpoint}");
+    assert!(
+        no_endpoint.contains("`llm.http.endpoints` is empty"),
+        "{no_endpoint}"
+    );
     let missing_key = HttpLlm::new(HttpConfig {
         api_key_env: Some("GCSE_TEST_UNSET_KEY_VARIABLE".into()),
         ..config(vec!["http://127.0.0.1:1/v1".into()])

@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{gcse, temp_dir, write_tiny_model, TINY_WORDS};
+use common::{gcse, temp_dir, tiny_sentences, write_tiny_model};
 use gcse::model::config::Architecture;
 use gcse::train::metrics_log::{read_log, EvalEntry, LogEntry, StatsEntry};
 
@@ -198,22 +198,8 @@ final_test = false
 fn tiny_setup(dir: &Path) -> (PathBuf, PathBuf) {
     let model = dir.join("model");
     write_tiny_model(&model, Architecture::Bert, 3);
-    let words = &TINY_WORDS[..TINY_WORDS.len() - 2];
-    let w = words.len();
-    // The first two words differ between any two sentences: no duplicates.
-    let sentences: Vec<String> = (0..24)
-        .map(|i| {
-            format!(
-                "{} {} {} {} .",
-                words[i % w],
-                words[(i / w + 3) % w],
-                words[(i * 7 + 5) % w],
-                words[(i * 3) % w]
-            )
-        })
-        .collect();
     let path = dir.join("sentences.txt");
-    std::fs::write(&path, sentences.join("\n") + "\n").unwrap();
+    std::fs::write(&path, tiny_sentences(24).join("\n") + "\n").unwrap();
     (model, path)
 }
 
@@ -817,7 +803,7 @@ fn a_toy_objective_and_evaluator_run_through_the_generic_loop() {
         trainer.stop_after = stop_after;
         let mut out = Vec::new();
         let outcome = {
-            let mut log = LogRenderer::new(trainer.dashboard(), 1, &mut out);
+            let mut log = LogRenderer::new(trainer.dashboard().unwrap(), 1, &mut out);
             trainer.run(&mut log, &Interrupter::new()).unwrap()
         };
         (String::from_utf8(out).unwrap(), outcome)

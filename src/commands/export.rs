@@ -8,7 +8,7 @@ use crate::backend::BackendTask;
 use crate::cli::ExportArgs;
 use crate::error::Result;
 use crate::json_file::read_json;
-use crate::model::export::{write_model_folder, FolderMeta};
+use crate::model::export::{check_export_target, write_model_folder, FolderMeta};
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::objective::registry;
@@ -25,6 +25,7 @@ impl BackendTask for ExportTask {
     type Output = Result<()>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Result<()> {
+        check_export_target(&self.args.to, self.args.force)?;
         let run = RunDir::new(&self.args.run);
         let config = registry::read(&run.config())?;
         let (encoder, source, meta) = match self.args.step {

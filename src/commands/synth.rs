@@ -1,7 +1,7 @@
 //! `gcse synth ...`: data synthesis with an LLM.
 
 use crate::cli::{GraphArgs, ServeArgs, SynthArgs, SynthCommand};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::synth::config::SynthConfig;
 use crate::synth::pipeline::Synthesis;
 
@@ -22,7 +22,14 @@ pub fn run(command: SynthCommand) -> Result<()> {
 
 fn with_synthesis(args: &SynthArgs, step: impl FnOnce(&mut Synthesis) -> Result<()>) -> Result<()> {
     let config = SynthConfig::load(&args.config)?;
-    let llm = config.llm()?;
+    // What the LLM backend refuses is a setting of this file.
+    let llm = config.llm().map_err(|e| match e {
+        Error::Usage(message) => Error::Config {
+            path: args.config.clone(),
+            message,
+        },
+        other => other,
+    })?;
     let mut synthesis = Synthesis::open(&config, llm.as_ref())?;
     step(&mut synthesis)?;
     eprintln!("outputs are in {}", config.out_dir.display());
@@ -59,7 +66,6 @@ fn graph(args: &GraphArgs) -> Result<()> {
 
 #[cfg(feature = "llama")]
 fn serve(args: &ServeArgs) -> Result<()> {
-    use crate::error::Error;
     use crate::synth::llm::Llm;
     use crate::synth::local::{LocalConfig, LocalLlm, PromptFormat};
     use crate::synth::serve::{serve, ServeOptions};
@@ -97,7 +103,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
 
 #[cfg(not(feature = "llama"))]
 fn serve(_: &ServeArgs) -> Result<()> {
-    Err(crate::error::Error::Backend(
+    Err(Error::Backend(
         "gcse was built without the embedded engine: rebuild with --features llama".into(),
     ))
 }

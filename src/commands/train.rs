@@ -11,10 +11,11 @@ use crate::backend::BackendTask;
 use crate::config::TrainConfig;
 use crate::dashboard::renderer::{LogRenderer, TuiRenderer};
 use crate::error::{Error, Result};
-use crate::eval::registry as tasks;
+use crate::eval::registry::{self as tasks, TEST_SUITE};
 use crate::objective::registry::{self, ObjectiveTask};
 use crate::objective::Objective;
 use crate::run_dir::RunDir;
+use crate::signals;
 use crate::train::plots::write_run_plots;
 use crate::train::run::{final_test, Trainer};
 
@@ -54,7 +55,17 @@ impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
     fn run<O: Objective>(self, objective: O::Config) -> Result<()> {
         let (task, device) = (self.task, self.device);
         let config = task.config;
+        let run = RunDir::new(&config.run_dir);
+        let _lock = run.lock()?;
         let evaluators = tasks::load(&config.eval.tasks, &config.eval.eval_data())?;
+        // The test suite's files are read now, so that missing ones stop
+        // the run before it starts, not after it trained.
+        let test_suite = if config.eval.final_test {
+            let names: Vec<String> = TEST_SUITE.iter().map(|t| t.to_string()).collect();
+            tasks::load(&names, &config.eval.eval_data())?
+        } else {
+            Vec::new()
+        };
         let mut trainer = Trainer::<B, O>::prepare(
             config.clone(),
             &objective,
@@ -79,8 +90,9 @@ impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
             config.train.batch_size,
             config.run_dir.display()
         );
-        let state = trainer.dashboard();
+        let state = trainer.dashboard()?;
         let interrupter = Interrupter::new();
+        let _signals = signals::stop_on_signals(&interrupter)?;
         let outcome = if !task.no_tui && std::io::stdout().is_terminal() {
             let mut tui = TuiRenderer::start(state, interrupter.clone())
                 .map_err(|e| Error::Backend(format!("cannot start the dashboard: {e}")))?;
@@ -95,17 +107,24 @@ impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
             format!("{} {score:.2} at step {step}", config.eval.select_by)
         });
         if outcome.interrupted {
+            let by =
+                signals::received().map_or(String::new(), |s| format!(" by {}", signals::name(s)));
             println!(
-                "stopped at step {} (checkpoint written; continue with --resume); best so far: {best}",
+                "stopped{by} at step {} (checkpoint written; continue with --resume); best so far: {best}",
                 outcome.steps
             );
             return Ok(());
         }
         println!("finished {} steps; best: {best}", outcome.steps);
-        let run = RunDir::new(&config.run_dir);
         write_run_plots(&run, &config, O::panel(&objective))?;
         if config.eval.final_test {
-            let report = final_test::<B::InnerBackend>(&run, &config.model, &config.eval, &device)?;
+            let report = final_test::<B::InnerBackend>(
+                &run,
+                &config.model,
+                &config.eval,
+                &test_suite,
+                &device,
+            )?;
             println!("test suite, best model ({}):", config.model.eval_pooling);
             println!("{}", report.table());
         }

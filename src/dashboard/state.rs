@@ -199,6 +199,14 @@ impl DashboardState {
         }
     }
 
+    /// Starts the clock again at the step reached (a resumed run's ETA
+    /// counts the steps since the resume).
+    pub fn restart_clock(&mut self) {
+        self.first_step = self.step;
+        self.elapsed = 0.0;
+        self.status = "resuming".into();
+    }
+
     /// Takes in the loop's progress and the wall-clock time since it started.
     pub fn set_progress(&mut self, progress: &TrainingProgress, elapsed: f64) {
         if let Some(p) = &progress.progress {

@@ -9,7 +9,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{Tokenizer, TruncationParams};
+use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
 
@@ -89,6 +89,19 @@ impl SentenceTokenizer {
     }
 
     fn configure(mut inner: Tokenizer, path: &Path, max_len: usize) -> Result<Self> {
+        let special = inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false));
+        if max_len <= special {
+            return Err(Error::Tokenizer {
+                path: path.to_path_buf(),
+                message: format!(
+                    "a maximum length of {max_len} tokens leaves no room for a word: the tokenizer adds \
+                     {special} special tokens to every sentence, so the length must be at least {}",
+                    special + 1
+                ),
+            });
+        }
         inner.with_padding(None);
         inner
             .with_truncation(Some(TruncationParams {

@@ -36,6 +36,7 @@ pub const FAMILY: TaskFamily = TaskFamily {
     load: |name, _| {
         let path = path_of(PREFIX, name);
         let (pairs, _) = read_pairs(&path, &["score", "scores", "label", "labels", "gold"])?;
+        pairs.check_correlatable(&path)?;
         Ok(Box::new(PairCorrelation {
             name: name.to_string(),
             column: column_of(&path),

@@ -56,6 +56,26 @@ impl StsPairs {
         self.a.iter().chain(&self.b).map(String::as_str).collect()
     }
 
+    /// Checks that a correlation with the gold scores is defined: at least
+    /// two pairs, not all with the same score (else every score would be
+    /// NaN); `source` (the file or folder read) names them in the error.
+    pub fn check_correlatable(&self, source: &Path) -> Result<()> {
+        let problem = match self.gold.first() {
+            None => "no sentence pair with a gold score",
+            Some(_) if self.gold.len() < 2 => {
+                "only one sentence pair with a gold score; a correlation needs two or more"
+            }
+            Some(&first) if self.gold.iter().all(|&g| g == first) => {
+                "every pair has the same gold score, so no correlation is defined"
+            }
+            Some(_) => return Ok(()),
+        };
+        Err(Error::Unusable {
+            path: source.to_path_buf(),
+            message: problem.to_string(),
+        })
+    }
+
     /// The cosine similarity of each pair's vectors.
     pub fn cosines(&self, vectors: &SentenceVectors) -> Vec<f64> {
         self.a
@@ -149,16 +169,18 @@ impl StsTask {
     }
 
     /// Reads the task's pairs from a SentEval data directory (the one holding
-    /// `STS/` and `SICK/`).
+    /// `STS/` and `SICK/`); an error when they cannot give a correlation
+    /// (see [`StsPairs::check_correlatable`]).
     pub fn load(self, senteval: &Path) -> Result<StsPairs> {
         let mut pairs = StsPairs::default();
-        match self {
+        let source = match self {
             StsTask::Sts12 | StsTask::Sts13 | StsTask::Sts14 | StsTask::Sts15 | StsTask::Sts16 => {
                 let year = &self.column()[3..];
                 let dir = senteval.join("STS").join(format!("STS{year}-en-test"));
                 for subset in self.subsets() {
                     read_semeval(&dir, subset, &mut pairs)?;
                 }
+                dir
             }
             StsTask::StsB | StsTask::StsBDev => {
                 let split = if self == StsTask::StsB { "test" } else { "dev" };
@@ -166,6 +188,7 @@ impl StsTask {
                     .join("STS/STSBenchmark")
                     .join(format!("sts-{split}.csv"));
                 read_columns(&path, false, [5, 6, 4], &mut pairs)?;
+                path
             }
             StsTask::SickR | StsTask::SickDev => {
                 let file = if self == StsTask::SickR {
@@ -173,14 +196,12 @@ impl StsTask {
                 } else {
                     "SICK_trial.txt"
                 };
-                read_columns(
-                    &senteval.join("SICK").join(file),
-                    true,
-                    [1, 2, 3],
-                    &mut pairs,
-                )?;
+                let path = senteval.join("SICK").join(file);
+                read_columns(&path, true, [1, 2, 3], &mut pairs)?;
+                path
             }
-        }
+        };
+        pairs.check_correlatable(&source)?;
         Ok(pairs)
     }
 }
@@ -218,13 +239,14 @@ fn read_lines(path: &Path) -> Result<Vec<String>> {
 }
 
 fn parse_score(path: &Path, line: usize, field: &str) -> Result<f64> {
-    field.trim().parse::<f64>().map_err(|_| {
-        Error::data(
+    match field.trim().parse::<f64>() {
+        Ok(score) if score.is_finite() => Ok(score),
+        _ => Err(Error::data(
             path,
             line,
-            format!("gold score \"{field}\" is not a number"),
-        )
-    })
+            format!("gold score \"{field}\" is not a finite number"),
+        )),
+    }
 }
 
 /// One SemEval subset: `STS.input.<subset>.txt` (two tab-separated sentences a

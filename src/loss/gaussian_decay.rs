@@ -61,6 +61,22 @@ pub struct Decay {
 }
 
 impl Decay {
+    /// The narrowest width a configuration may give: below it, the
+    /// Gaussian's `2 a^2` vanishes in f32 and the decay turns into NaN.
+    pub const MIN_WIDTH: f64 = 1e-6;
+
+    /// Checks a configured width (`key` names it): finite, at least
+    /// [`Self::MIN_WIDTH`].
+    pub fn check_width(key: &str, width: Option<f64>) -> std::result::Result<(), String> {
+        match width {
+            Some(w) if !(w.is_finite() && w >= Self::MIN_WIDTH) => Err(format!(
+                "`{key}` must be a number of at least {} (logit units), not {w}",
+                Self::MIN_WIDTH
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `mode` with Gaussian width `width`, or without one the mode's
     /// [`DecayMode::default_width`] at `temperature`.
     pub fn of(mode: DecayMode, width: Option<f64>, temperature: f64) -> Self {

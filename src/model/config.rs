@@ -120,7 +120,12 @@ impl BertConfig {
             path: path.to_path_buf(),
             message,
         };
-        let hf: HfConfig = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        let hf: HfConfig =
+            serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(text))
+                .map_err(|e| match e.path().to_string() {
+                    field if field == "." => bad(e.inner().to_string()),
+                    field => bad(format!("field `{field}`: {}", e.inner())),
+                })?;
         let architecture = match hf.model_type.as_deref() {
             Some("bert") | None => Architecture::Bert,
             Some("roberta" | "xlm-roberta" | "camembert") => Architecture::Roberta,

@@ -12,7 +12,7 @@ use super::config::BertConfig;
 use super::encoder::SentenceEncoder;
 use super::load::ours_to_hf_patterns;
 use super::pooling::Pooling;
-use crate::atomic::temp_sibling;
+use crate::atomic::{remove_stale_temporaries, replace_dir, temp_sibling};
 use crate::error::{Error, Result};
 use crate::json_file::write_json;
 
@@ -77,6 +77,7 @@ pub fn write_model_folder<B: Backend>(
     out: &Path,
     meta: &FolderMeta,
 ) -> Result<()> {
+    remove_stale_temporaries(out);
     let tmp = temp_sibling(out);
     let _ = std::fs::remove_dir_all(&tmp);
     let result = fill_folder(encoder, source, &tmp, meta).and_then(|()| replace_dir(&tmp, out));
@@ -194,24 +195,40 @@ fn write_dense<B: Backend>(encoder: &SentenceEncoder<B>, path: &Path) -> Result<
         .map_err(|e| bad(e.to_string()))
 }
 
-/// Puts directory `new` in the place of `target`, keeping `target` until the
-/// swap (a crash in between leaves `target.old`, which [`recover_dir`] restores).
-pub fn replace_dir(new: &Path, target: &Path) -> Result<()> {
-    let old = target.with_extension("old");
-    let _ = std::fs::remove_dir_all(&old);
-    if target.exists() {
-        std::fs::rename(target, &old).map_err(|e| Error::io(target, e))?;
+/// Checks that `gcse export` may write `out`: a folder that does not exist,
+/// is empty, or holds a model (config.json with weights, or gcse.json) is
+/// replaced; any other folder only when `force` says so; a file never.
+pub fn check_export_target(out: &Path, force: bool) -> Result<()> {
+    let refuse = |message: String| Err(Error::Usage(format!("--to {}: {message}", out.display())));
+    let meta = match std::fs::metadata(out) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(out, e)),
+    };
+    if !meta.is_dir() {
+        return refuse("is a file, not a folder; remove it or choose another folder".into());
     }
-    std::fs::rename(new, target).map_err(|e| Error::io(target, e))?;
-    let _ = std::fs::remove_dir_all(&old);
-    Ok(())
-}
-
-/// Restores `target` from `target.old` after a crash inside [`replace_dir`].
-pub fn recover_dir(target: &Path) -> Result<()> {
-    let old = target.with_extension("old");
-    if !target.exists() && old.exists() {
-        std::fs::rename(&old, target).map_err(|e| Error::io(target, e))?;
+    let mut names: Vec<String> = std::fs::read_dir(out)
+        .map_err(|e| Error::io(out, e))?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io(out, e))?;
+    let has = |name: &str| out.join(name).is_file();
+    let model = has("gcse.json")
+        || (has("config.json") && (has("model.safetensors") || has("pytorch_model.bin")));
+    if names.is_empty() || model || force {
+        return Ok(());
     }
-    Ok(())
+    names.sort();
+    let shown = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    let more = names.len().saturating_sub(3);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    refuse(format!(
+        "holds files that are not a model ({shown}{more}); exporting would delete them. \
+         Choose another folder, or pass --force to replace it"
+    ))
 }

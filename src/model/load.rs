@@ -5,12 +5,13 @@
 //! which of ours; both directions (load here, export elsewhere) are derived
 //! from it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use burn::store::{
-    KeyRemapper, ModuleAdapter, ModuleSnapshot, PyTorchToBurnAdapter, PytorchStore,
-    SafetensorsStore, TensorSnapshot,
+    ApplyError, KeyRemapper, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore, TensorSnapshot,
 };
 use burn::tensor::backend::Backend;
 use burn::tensor::DType;
@@ -179,9 +180,14 @@ pub fn load_weights<B: Backend>(
             .map_err(|e| bad(e.to_string()))?
     };
     if !result.errors.is_empty() {
-        let list: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        let in_file = file_shapes(weights, is_bin);
+        let list: Vec<String> = result
+            .errors
+            .iter()
+            .map(|e| describe_error(e, &in_file))
+            .collect();
         return Err(bad(format!(
-            "tensors that do not fit the config.json architecture:\n  {}",
+            "tensors that do not fit the architecture of config.json:\n  {}",
             list.join("\n  ")
         )));
     }
@@ -195,10 +201,23 @@ pub fn load_weights<B: Backend>(
         .filter(|m| !m.starts_with("pooler."))
         .collect();
     if !required.is_empty() {
+        let patterns = ours_to_hf_patterns();
+        let names: Vec<String> = required
+            .iter()
+            .take(8)
+            .map(|ours| {
+                let hf = remap_name(&patterns, ours);
+                match (hf.strip_suffix(".gamma"), hf.strip_suffix(".beta")) {
+                    (Some(p), _) => format!("{p}.weight"),
+                    (_, Some(p)) => format!("{p}.bias"),
+                    _ => hf,
+                }
+            })
+            .collect();
         return Err(bad(format!(
             "{} tensors of the encoder are missing from the checkpoint (is it a BERT/RoBERTa model?): {}",
             required.len(),
-            required.iter().take(8).map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            names.join(", ")
         )));
     }
     // The store looks LayerNorm parameters up under their PyTorch names
@@ -223,6 +242,65 @@ pub fn load_weights<B: Backend>(
         missing,
         unused,
     })
+}
+
+/// Each tensor of a weights file under our name: its name in the file and
+/// its shape there (empty when the file cannot be listed).
+fn file_shapes(weights: &Path, is_bin: bool) -> HashMap<String, (String, Vec<usize>)> {
+    let snapshots = if is_bin {
+        PytorchStore::from_file(weights)
+            .get_all_snapshots()
+            .cloned()
+            .map_err(|e| e.to_string())
+    } else {
+        SafetensorsStore::from_file(weights)
+            .get_all_snapshots()
+            .cloned()
+            .map_err(|e| e.to_string())
+    };
+    let patterns = hf_to_ours_patterns();
+    snapshots
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, snapshot)| {
+            let shape = snapshot.shape.to_vec();
+            (remap_name(&patterns, &name), (name, shape))
+        })
+        .collect()
+}
+
+/// A tensor that could not be loaded, in the file's terms where the file
+/// has it: its name and shape there, and the shape config.json's
+/// architecture needs in the same layout.
+fn describe_error(error: &ApplyError, in_file: &HashMap<String, (String, Vec<usize>)>) -> String {
+    let ApplyError::ShapeMismatch {
+        path,
+        expected,
+        found,
+    } = error
+    else {
+        return error.to_string();
+    };
+    // LayerNorm parameters are gamma/beta here, weight/bias in files.
+    let twin = path
+        .strip_suffix(".gamma")
+        .map(|p| format!("{p}.weight"))
+        .or_else(|| path.strip_suffix(".beta").map(|p| format!("{p}.bias")));
+    let Some((name, shape)) = in_file
+        .get(path)
+        .or_else(|| twin.and_then(|t| in_file.get(&t)))
+    else {
+        return error.to_string();
+    };
+    let (expected, found) = (expected.to_vec(), found.to_vec());
+    // Linear weights are stored [out, in] in files and [in, out] here.
+    let transposed = found.len() == 2 && found != *shape && found.iter().rev().eq(shape.iter());
+    let needed: Vec<usize> = if transposed {
+        expected.into_iter().rev().collect()
+    } else {
+        expected
+    };
+    format!("`{name}` has shape {shape:?} in the file; the architecture needs {needed:?}")
 }
 
 /// Casts floating-point tensors to one dtype while loading (a half-precision

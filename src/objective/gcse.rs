@@ -75,12 +75,7 @@ impl Objective for Gcse {
 
     fn validate(config: &GcseConfig, experiment: &TrainConfig) -> std::result::Result<(), String> {
         TripletExamples::check(&experiment.data, Self::NAME)?;
-        if let Some(w) = config.decay_width {
-            if !(w > 0.0 && w.is_finite()) {
-                return Err(format!("`gcse.decay_width` must be positive, not {w}"));
-            }
-        }
-        Ok(())
+        Decay::check_width("gcse.decay_width", config.decay_width)
     }
 
     fn panel(_: &GcseConfig) -> Option<StatsPanel> {

@@ -38,6 +38,10 @@ pub enum Shuffle {
     None,
 }
 
+/// The smallest Group-P mass: `1 / p` groups a row, each of one column or
+/// more once a row is shorter than that.
+const MIN_P: f64 = 1e-4;
+
 impl Default for Shuffle {
     fn default() -> Self {
         Shuffle::GroupP { p: 0.1 }
@@ -48,8 +52,8 @@ impl Shuffle {
     /// Checks the parameters; the message names the key.
     pub fn check(&self) -> Result<(), String> {
         match *self {
-            Shuffle::GroupP { p } if !(p > 0.0 && p <= 1.0) => {
-                Err(format!("`p` must be in (0, 1], not {p}"))
+            Shuffle::GroupP { p } if !(MIN_P..=1.0).contains(&p) => {
+                Err(format!("`p` must be in [{MIN_P}, 1], not {p}"))
             }
             Shuffle::Range { start, end } if start >= end => {
                 Err(format!("`start` ({start}) must be below `end` ({end})"))

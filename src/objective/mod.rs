@@ -161,9 +161,13 @@ pub trait Objective: Sized + Send + Sync + 'static {
 pub fn parse_section<O: Objective>(
     section: &ObjectiveSection,
 ) -> std::result::Result<O::Config, String> {
-    toml::Value::Table(section.settings.clone())
-        .try_into()
-        .map_err(|e: toml::de::Error| format!("`[{}]`: {}", O::NAME, e.message().trim_end()))
+    serde_path_to_error::deserialize(toml::Value::Table(section.settings.clone())).map_err(|e| {
+        let key = match e.path().to_string() {
+            path if path == "." => O::NAME.to_string(),
+            path => format!("{}.{path}", O::NAME),
+        };
+        format!("`{key}`: {}", e.inner().message().trim_end())
+    })
 }
 
 /// The section holding `config`, every default written out.

@@ -209,11 +209,7 @@ impl Objective for Rank {
                 return Err(format!("`rank.{key}` must be 0 or more, not {value}"));
             }
         }
-        if let Some(w) = config.decay_width {
-            if !(w > 0.0 && w.is_finite()) {
-                return Err(format!("`rank.decay_width` must be positive, not {w}"));
-            }
-        }
+        Decay::check_width("rank.decay_width", config.decay_width)?;
         if config.teachers.is_empty() && (config.gamma > 0.0 || config.buffer.is_some()) {
             return Err("`rank.teachers` needs at least one teacher (`[[rank.teachers]]` with `path` and `pooling`) for rank distillation (`gamma` > 0) or the buffer".into());
         }
@@ -225,6 +221,15 @@ impl Objective for Rank {
                     ));
                 }
             }
+        }
+        let weights: Vec<f64> = config.teachers.iter().filter_map(|t| t.weight).collect();
+        if weights.len() == config.teachers.len()
+            && !weights.is_empty()
+            && weights.iter().sum::<f64>() <= 0.0
+        {
+            return Err(
+                "`rank.teachers[..].weight`: the weights are all 0, which leaves no teacher".into(),
+            );
         }
         if let Some(buffer) = &config.buffer {
             buffer.check("rank.buffer", config.teachers.len())?;

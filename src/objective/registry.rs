@@ -8,7 +8,7 @@ use super::rank::Rank;
 use super::simcse::Simcse;
 use super::stats::StatsPanel;
 use super::{parse_section, section_of, Objective};
-use crate::config::{ObjectiveSection, TrainConfig};
+use crate::config::{located, ObjectiveSection, TrainConfig};
 use crate::error::{Error, Result};
 
 use std::path::Path;
@@ -79,7 +79,7 @@ fn parse_shared(text: &str, path: &Path) -> Result<TrainConfig> {
         message: e.to_string().trim_end().to_string(),
     })?;
     upgrade(&mut table);
-    TrainConfig::from_table(table, path, DEFAULT)
+    TrainConfig::from_table(table, text, path, DEFAULT)
 }
 
 /// Files written before objectives were plug-ins chose one with `stage =
@@ -108,10 +108,7 @@ pub fn parse(text: &str, path: &Path) -> Result<TrainConfig> {
         .check_tasks()
         .and_then(|_| dispatch(&config.objective, Normalise(&config)))
         .and_then(|r| r);
-    config.objective = checked.map_err(|message| Error::Config {
-        path: path.to_path_buf(),
-        message,
-    })?;
+    config.objective = checked.map_err(|message| located(path, text, message))?;
     Ok(config)
 }
 

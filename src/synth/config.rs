@@ -12,6 +12,7 @@ use super::http::HttpConfig;
 use super::llm::Llm;
 use super::neighbours::NeighbourConfig;
 use super::prompt::{PromptKind, PromptTemplate};
+use crate::check;
 use crate::data::corpus::SourceSpec;
 use crate::error::{Error, Result};
 use crate::triplets::Origin;
@@ -80,6 +81,16 @@ pub struct LlmConfig {
     #[cfg(not(feature = "llama"))]
     #[serde(default)]
     pub local: Option<toml::Value>,
+    /// A step whose failed requests (after the backend's retries) exceed
+    /// this fraction of its requests stops with an error and writes no
+    /// output (the answers received are kept); 0 tolerates no failure.
+    /// Default 0.2.
+    #[serde(default = "default_max_failed_fraction")]
+    pub max_failed_fraction: f64,
+}
+
+fn default_max_failed_fraction() -> f64 {
+    0.2
 }
 
 /// The LLM backends.
@@ -224,10 +235,20 @@ impl SynthConfig {
                     .into(),
             );
         }
-        match self.llm.backend {
-            LlmBackend::Http if self.llm.http.is_none() => {
+        match (self.llm.backend, &self.llm.http) {
+            (LlmBackend::Http, None) => {
                 return Err("llm.backend = \"http\" needs an [llm.http] section".into())
             }
+            (_, Some(http)) => http.validate()?,
+            _ => {}
+        }
+        check::within(
+            "llm.max_failed_fraction",
+            self.llm.max_failed_fraction,
+            0.0,
+            1.0,
+        )?;
+        match self.llm.backend {
             LlmBackend::Local if self.llm.local.is_none() => {
                 return Err("llm.backend = \"local\" needs an [llm.local] section".into())
             }
@@ -240,11 +261,43 @@ impl SynthConfig {
         }
         self.generate.positive_weights()?;
         self.generate.negative_weights()?;
-        let sampling_ok = |t: f32, p: f32| t >= 0.0 && p > 0.0 && p <= 1.0;
-        if !sampling_ok(self.extract.temperature, self.extract.top_p)
-            || !sampling_ok(self.generate.temperature, self.generate.top_p)
-        {
-            return Err("temperature must be >= 0 and top_p in (0, 1]".into());
+        for (section, temperature, top_p, max_tokens) in [
+            (
+                "extract",
+                self.extract.temperature,
+                self.extract.top_p,
+                self.extract.max_tokens,
+            ),
+            (
+                "generate",
+                self.generate.temperature,
+                self.generate.top_p,
+                self.generate.max_tokens,
+            ),
+        ] {
+            check::within(
+                &format!("{section}.temperature"),
+                temperature.into(),
+                0.0,
+                MAX_TEMPERATURE,
+            )?;
+            check::above_up_to(&format!("{section}.top_p"), top_p.into(), 0.0, 1.0)?;
+            if max_tokens == 0 {
+                return Err(format!("`{section}.max_tokens` must be at least 1"));
+            }
+        }
+        if self.generate.positives + self.generate.negatives == 0 {
+            return Err(
+                "`generate.positives` and `generate.negatives` are both 0: nothing to generate"
+                    .into(),
+            );
+        }
+        let s = &self.sources;
+        if s.min_words > s.max_words {
+            return Err(format!(
+                "`sources.min_words` ({}) is above `sources.max_words` ({}): no sentence fits",
+                s.min_words, s.max_words
+            ));
         }
         Ok(())
     }
@@ -331,6 +384,9 @@ impl GenerateConfig {
     }
 }
 
+/// The highest sampling temperature accepted.
+const MAX_TEMPERATURE: f64 = 100.0;
+
 fn kind_named(name: &str) -> Option<PromptKind> {
     PromptKind::ALL.into_iter().find(|k| k.name() == name)
 }
@@ -348,15 +404,16 @@ fn weights(
                 let names: Vec<&str> = allowed.iter().map(|k| k.name()).collect();
                 format!("{key}.{name}: not one of {}", names.join(", "))
             })?;
-        if !(weight.is_finite() && weight >= 0.0) {
-            return Err(format!("{key}.{name}: a weight must be >= 0"));
-        }
+        check::non_negative(&format!("{key}.{name}"), weight)?;
         if weight > 0.0 {
             out.push((kind, weight));
         }
     }
     if out.is_empty() {
         return Err(format!("{key}: no kind has a weight above 0"));
+    }
+    if !out.iter().map(|(_, w)| w).sum::<f64>().is_finite() {
+        return Err(format!("`{key}`: the weights' sum is not a finite number"));
     }
     Ok(out)
 }

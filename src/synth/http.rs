@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::answers::Answer;
 use super::llm::{Llm, LlmError, Request};
+use crate::check;
 use crate::error::{Error, Result};
 
 /// Which OpenAI endpoint requests go to.
@@ -45,19 +46,67 @@ pub struct HttpConfig {
     /// Requests in flight per endpoint.
     #[serde(default = "default_in_flight")]
     pub in_flight: usize,
-    /// Time limit of one attempt, in seconds.
+    /// Time limit of one attempt, in seconds (at most a day).
     #[serde(default = "default_timeout")]
     pub timeout_s: f64,
     /// Attempts after the first one fails for a reason worth retrying.
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// First backoff between attempts, in seconds, doubled each time.
+    /// First backoff between attempts, in seconds, doubled each time (each
+    /// wait at most 60 s).
     #[serde(default = "default_backoff")]
     pub backoff_s: f64,
     /// Ask chat servers for a JSON object when the prompt wants JSON
     /// (`response_format`; not every server supports it).
     #[serde(default)]
     pub json_mode: bool,
+}
+
+/// The longest `timeout_s` accepted: a day.
+const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+impl HttpConfig {
+    /// Checks what serde cannot: endpoint URLs (`http://` or `https://`
+    /// with a host), finite times in range; the message names the key.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if self.endpoints.is_empty() {
+            return Err("`llm.http.endpoints` is empty".into());
+        }
+        for (i, endpoint) in self.endpoints.iter().enumerate() {
+            check_endpoint(endpoint)
+                .map_err(|why| format!("`llm.http.endpoints[{i}]` \"{endpoint}\": {why}"))?;
+        }
+        check::above_up_to("llm.http.timeout_s", self.timeout_s, 0.0, MAX_TIMEOUT_S)?;
+        check::within(
+            "llm.http.backoff_s",
+            self.backoff_s,
+            0.0,
+            MAX_BACKOFF.as_secs_f64(),
+        )?;
+        if self.in_flight == 0 {
+            return Err("`llm.http.in_flight` must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Why `endpoint` is not a base URL requests can go to, if it is not.
+fn check_endpoint(endpoint: &str) -> std::result::Result<(), String> {
+    let uri: Option<ureq::http::Uri> = endpoint.parse().ok();
+    let scheme = uri.as_ref().and_then(|u| u.scheme_str());
+    if !matches!(scheme, Some("http" | "https")) {
+        return Err(
+            "not a URL starting with http:// or https:// (e.g. http://127.0.0.1:11434/v1)".into(),
+        );
+    }
+    if uri
+        .as_ref()
+        .and_then(|u| u.host())
+        .is_none_or(str::is_empty)
+    {
+        return Err("the URL has no host".into());
+    }
+    Ok(())
 }
 
 fn default_in_flight() -> usize {
@@ -100,18 +149,11 @@ enum Attempt {
 impl HttpLlm {
     /// Checks `config` and reads the API key from the environment.
     pub fn new(config: HttpConfig) -> Result<Self> {
-        if config.endpoints.is_empty() {
-            return Err(Error::Usage("llm.http.endpoints is empty".into()));
-        }
-        if !(config.timeout_s > 0.0 && config.backoff_s >= 0.0) {
-            return Err(Error::Usage(
-                "llm.http.timeout_s must be > 0 and backoff_s >= 0".into(),
-            ));
-        }
+        config.validate().map_err(Error::Usage)?;
         let key = match &config.api_key_env {
             Some(var) => Some(std::env::var(var).map_err(|_| {
                 Error::Usage(format!(
-                    "llm.http.api_key_env names {var}, which is not set"
+                    "`llm.http.api_key_env` names {var}, which is not set"
                 ))
             })?),
             None => None,
@@ -191,8 +233,7 @@ impl HttpLlm {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s).min(MAX_BACKOFF));
+            .and_then(capped_seconds);
         let text = match response.body_mut().read_to_string() {
             Ok(text) => text,
             Err(ureq::Error::Timeout(_)) => {
@@ -254,8 +295,8 @@ impl Llm for HttpLlm {
             };
             last = reason;
             if attempt < self.config.retries {
-                let backoff = self.config.backoff_s * 2f64.powi(attempt as i32);
-                let backoff = Duration::from_secs_f64(backoff).min(MAX_BACKOFF);
+                let backoff = capped_seconds(self.config.backoff_s * 2f64.powi(attempt as i32))
+                    .unwrap_or(MAX_BACKOFF);
                 std::thread::sleep(wait.map_or(backoff, |w| w.max(backoff)));
             }
         }
@@ -268,6 +309,12 @@ impl Llm for HttpLlm {
             LlmError::Fatal(format!("no endpoint could be reached: {reason}"))
         })
     }
+}
+
+/// `seconds` as a wait of at most [`MAX_BACKOFF`]; `None` for a negative
+/// or NaN count (an infinite or huge one is capped, never a panic).
+fn capped_seconds(seconds: f64) -> Option<Duration> {
+    (seconds >= 0.0).then(|| Duration::from_secs_f64(seconds.min(MAX_BACKOFF.as_secs_f64())))
 }
 
 /// The answer in a successful response body.

@@ -93,6 +93,27 @@ impl RunStats {
     }
 }
 
+impl RunStats {
+    /// An error when more than `max_fraction` of the requests failed (a
+    /// step with every request failed always fails): the count, the first
+    /// reasons, and that the answers received are kept for the next run.
+    pub fn check_failures(&self, what: &str, max_fraction: f64) -> Result<()> {
+        let too_many = self.failed as f64 > max_fraction * self.requests as f64;
+        if self.failed == 0 || !(too_many || self.failed == self.requests) {
+            return Ok(());
+        }
+        Err(Error::Backend(format!(
+            "{what}: {} of {} requests failed (more than llm.max_failed_fraction = {max_fraction}), \
+             so no output was written; the {} answers received are kept in answers.jsonl and a \
+             rerun asks only for the rest. Failures: {}",
+            self.failed,
+            self.requests,
+            self.requests - self.failed,
+            self.failures.join("; ")
+        )))
+    }
+}
+
 /// Answers `requests` through `llm`, in order: `None` where a request
 /// failed. Answers are stored as they arrive, so an interrupted run loses
 /// none of those received. A [`LlmError::Fatal`] stops the run with an

@@ -127,6 +127,7 @@ impl<'a> Synthesis<'a> {
             })
             .collect::<Result<Vec<_>>>()?;
         let (answers, stats) = answer_all(self.llm, &mut self.store, &requests, "extract")?;
+        stats.check_failures("extract", self.config.llm.max_failed_fraction)?;
         let mut tally = ExtractionTally::default();
         let records: Vec<KnowledgeRecord> = sources
             .iter()
@@ -231,6 +232,7 @@ impl<'a> Synthesis<'a> {
             }
         }
         let (answers, stats) = answer_all(self.llm, &mut self.store, &requests, "generate")?;
+        stats.check_failures("generate", self.config.llm.max_failed_fraction)?;
         let mut out: Vec<CandidateRecord> = records
             .iter()
             .map(|r| CandidateRecord {

@@ -1,15 +1,22 @@
 //! Resumable checkpoints: `checkpoints/step-NNNNNNNN/` holding the model and
-//! optimizer records (Burn's MessagePack, full precision) and `state.json`.
+//! optimizer records (Burn's named MessagePack, full precision) and
+//! `state.json`, which also records the size of each record file.
 //! A checkpoint is written into a `.tmp` directory that is renamed into place
 //! only when complete, so a crash at any moment leaves the previous one
-//! intact; the newest complete checkpoint is the one a resume reads.
+//! intact; the newest complete checkpoint whose files have their recorded
+//! sizes is the one a resume reads (a damaged newer one is passed over with
+//! a warning).
 
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{FullPrecisionSettings, Recorder, RecorderError};
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -25,6 +32,10 @@ pub struct TrainState {
     /// The objective's state across steps ([`crate::objective::Objective::state`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<serde_json::Value>,
+    /// Bytes of each record file of the checkpoint, as written (absent in
+    /// checkpoints of earlier versions).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, u64>,
 }
 
 /// The checkpoint directory of a run.
@@ -32,7 +43,72 @@ pub struct Checkpoints {
     dir: PathBuf,
 }
 
-type Rec = NamedMpkFileRecorder<FullPrecisionSettings>;
+/// Burn's named MessagePack records, in the files Burn's
+/// `NamedMpkFileRecorder` writes, but with the file system's own errors
+/// ("No space left on device") where Burn's recorder reports only that a
+/// value could not be written, and the last buffered bytes flushed and
+/// synced before a save counts as done.
+#[derive(Debug, Default, Clone)]
+struct MpkRecorder;
+
+impl<B: Backend> Recorder<B> for MpkRecorder {
+    type Settings = FullPrecisionSettings;
+    type RecordArgs = PathBuf;
+    type RecordOutput = ();
+    type LoadArgs = PathBuf;
+
+    fn save_item<I: Serialize>(
+        &self,
+        item: I,
+        path: PathBuf,
+    ) -> std::result::Result<(), RecorderError> {
+        let io = |e: std::io::Error| RecorderError::Unknown(e.to_string());
+        let mut out = IoErrorKept {
+            inner: BufWriter::new(File::create(&path).map_err(io)?),
+            error: None,
+        };
+        if let Err(e) = rmp_serde::encode::write_named(&mut out, &item) {
+            return Err(match out.error.take() {
+                Some(e) => io(e),
+                None => RecorderError::Unknown(e.to_string()),
+            });
+        }
+        out.inner.flush().map_err(io)?;
+        out.inner.get_ref().sync_all().map_err(io)
+    }
+
+    fn load_item<I: DeserializeOwned>(
+        &self,
+        path: &mut PathBuf,
+    ) -> std::result::Result<I, RecorderError> {
+        let file = File::open(&*path).map_err(|e| RecorderError::FileNotFound(e.to_string()))?;
+        rmp_serde::decode::from_read(BufReader::new(file))
+            .map_err(|e| RecorderError::DeserializeError(e.to_string()))
+    }
+}
+
+/// A writer that keeps the first I/O error it met, which the MessagePack
+/// encoder's own error does not carry.
+struct IoErrorKept<W: Write> {
+    inner: W,
+    error: Option<std::io::Error>,
+}
+
+impl<W: Write> Write for IoErrorKept<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf).inspect_err(|e| {
+            self.error
+                .get_or_insert_with(|| std::io::Error::new(e.kind(), e.to_string()));
+        })
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The record files of a checkpoint.
+const RECORDS: [&str; 2] = ["model.mpk", "optim.mpk"];
 
 /// Environment variable naming a step at whose checkpoint the process stops
 /// half-way (model written, optimizer not) and waits to be killed: how the
@@ -97,14 +173,13 @@ impl Checkpoints {
         let tmp = done.with_extension("tmp");
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let recorder = Rec::default();
-        let fail = |what: &str, e: burn::record::RecorderError| Error::Io {
+        let fail = |what: &str, e: RecorderError| Error::Io {
             path: tmp.join(what),
-            source: std::io::Error::other(e.to_string()),
+            source: std::io::Error::other(recorder_message(e)),
         };
-        recorder
-            .record(model.clone().into_record(), tmp.join("model"))
-            .map_err(|e| fail("model.mpk", e))?;
+        let recorder = MpkRecorder;
+        Recorder::<B>::record(&recorder, model.clone().into_record(), tmp.join(RECORDS[0]))
+            .map_err(|e| fail(RECORDS[0], e))?;
         if std::env::var(PAUSE_IN_CHECKPOINT)
             .ok()
             .and_then(|s| s.parse().ok())
@@ -118,13 +193,18 @@ impl Checkpoints {
                 std::thread::sleep(std::time::Duration::from_secs(60));
             }
         }
-        recorder
-            .record(optim.to_record(), tmp.join("optim"))
-            .map_err(|e| fail("optim.mpk", e))?;
-        write_json(&tmp.join("state.json"), state)?;
-        for file in ["model.mpk", "optim.mpk", "state.json"] {
-            sync(&tmp.join(file))?;
+        Recorder::<B>::record(&recorder, optim.to_record(), tmp.join(RECORDS[1]))
+            .map_err(|e| fail(RECORDS[1], e))?;
+        let mut state = state.clone();
+        for name in RECORDS {
+            let path = tmp.join(name);
+            let bytes = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            state.files.insert(name.to_string(), bytes);
         }
+        write_json(&tmp.join("state.json"), &state)?;
+        sync(&tmp.join("state.json"))?;
         let _ = std::fs::remove_dir_all(&done);
         std::fs::rename(&tmp, &done).map_err(|e| Error::io(&done, e))?;
         sync(&self.dir)?;
@@ -134,6 +214,42 @@ impl Checkpoints {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
         Ok(())
+    }
+
+    /// Whether checkpoint `step`'s record files have the sizes its
+    /// `state.json` gives; the error says which does not.
+    pub fn check(&self, step: usize) -> Result<()> {
+        let dir = self.step_dir(step);
+        let state: TrainState = read_json(&dir.join("state.json"))?;
+        for (name, &expected) in &state.files {
+            let path = dir.join(name);
+            let found = std::fs::metadata(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .len();
+            if found != expected {
+                return Err(Error::Load {
+                    path,
+                    message: format!(
+                        "damaged: {found} bytes where the checkpoint wrote {expected}"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The newest complete checkpoint that passes [`Self::check`]; newer
+    /// ones that do not are reported on stderr and passed over.
+    pub fn newest_usable(&self) -> Result<Option<usize>> {
+        for &step in self.complete()?.iter().rev() {
+            match self.check(step) {
+                Ok(()) => return Ok(Some(step)),
+                Err(e) => eprintln!(
+                    "warning: checkpoint of step {step} cannot be used ({e}); trying the one before"
+                ),
+            }
+        }
+        Ok(None)
     }
 
     /// Loads checkpoint `step` into `model` and `optim`.
@@ -151,7 +267,7 @@ impl Checkpoints {
     {
         let model = self.load_model(step, model, device)?;
         let dir = self.step_dir(step);
-        let optim_record = load_record(&dir, "optim", device)?;
+        let optim_record = load_record(&dir, RECORDS[1], device)?;
         let state: TrainState = read_json(&dir.join("state.json"))?;
         Ok((model, optim.load_record(optim_record), state))
     }
@@ -171,23 +287,37 @@ impl Checkpoints {
                 message: "no complete checkpoint of this step".into(),
             });
         }
-        let record = load_record(&dir, "model", device)?;
+        let record = load_record(&dir, RECORDS[0], device)?;
         Ok(model.load_record(record))
     }
 }
 
-/// Reads record `name` (`name.mpk`) of checkpoint directory `dir`.
+/// Reads record file `name` of checkpoint directory `dir`.
 fn load_record<B: Backend, R: burn::record::Record<B>>(
     dir: &Path,
     name: &str,
     device: &B::Device,
 ) -> Result<R> {
-    Rec::default()
-        .load(dir.join(name), device)
-        .map_err(|e| Error::Load {
-            path: dir.join(format!("{name}.mpk")),
-            message: e.to_string(),
-        })
+    let path = dir.join(name);
+    Recorder::<B>::load(&MpkRecorder, path.clone(), device).map_err(|e| Error::Load {
+        message: match e {
+            RecorderError::FileNotFound(why) => why,
+            other => format!(
+                "cannot be read, the file is damaged or was not written by this version of gcse ({})",
+                recorder_message(other)
+            ),
+        },
+        path,
+    })
+}
+
+/// A recorder error's own words: the first line of its message (Burn adds a
+/// hint about its own format history to every tensor read error).
+fn recorder_message(e: RecorderError) -> String {
+    let (RecorderError::FileNotFound(m)
+    | RecorderError::DeserializeError(m)
+    | RecorderError::Unknown(m)) = e;
+    m.lines().next().unwrap_or("").trim().to_string()
 }
 
 /// Flushes a file or directory to disk.

@@ -5,13 +5,15 @@
 //! like one uninterrupted run; lines a crash cut short are dropped.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Result;
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
 use crate::eval::evaluator::{DevTitles, TaskResult};
-use crate::json_file::{read_jsonl_lenient, write_jsonl, JsonlAppender};
+use crate::json_file::{read_jsonl_lenient, JsonlAppender};
 use crate::objective::stats::{Stats, StatsPanel};
 
 /// One line of the metrics log.
@@ -299,14 +301,24 @@ pub struct MetricsLog {
 
 impl MetricsLog {
     /// Opens `path` for appending, first keeping only the entries of steps
-    /// up to `keep_until` (all are dropped when it is 0) and dropping lines
-    /// that are not entries.
+    /// up to `keep_until` and dropping lines that are not entries; the lines
+    /// kept stay as they were written, byte for byte.
     pub fn open(path: &Path, keep_until: usize) -> Result<Self> {
-        let kept: Vec<LogEntry> = read_log(path)?
-            .into_iter()
-            .filter(|e| e.step() <= keep_until)
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let kept: String = text
+            .lines()
+            .filter(|line| {
+                serde_json::from_str::<LogEntry>(line).is_ok_and(|e| e.step() <= keep_until)
+            })
+            .flat_map(|line| [line, "\n"])
             .collect();
-        write_jsonl(path, &kept)?;
+        if kept != text {
+            write_atomic(path, |w| w.write_all(kept.as_bytes()))?;
+        }
         Ok(Self {
             out: JsonlAppender::open(path)?,
         })

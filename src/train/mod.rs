@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod finite;
 pub mod metrics_log;
 pub mod plots;
 pub mod run;

@@ -22,10 +22,14 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::renderer::{MetricsRendererTraining, TrainingProgress};
 use burn::train::Interrupter;
 
-use super::checkpoint::TrainState;
-use super::clip::clip_global_norm;
+use super::checkpoint::{Checkpoints, TrainState};
+use super::clip::{clip_global_norm, global_norm};
+use super::finite::weights_finite;
 use super::metric::{self, counts, numeric, status};
-use super::metrics_log::{EvalEntry, LogEntry, MetricsLog, StartEntry, StatsEntry, StepEntry};
+use super::metrics_log::{
+    read_log, EvalEntry, LogEntry, MetricsLog, StartEntry, StatsEntry, StepEntry,
+};
+use super::plots::replay;
 use super::schedule::LinearWarmupDecay;
 use super::step::{ContrastiveModel, TrainBatch};
 use super::student::Student;
@@ -37,7 +41,6 @@ use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{evaluate, DevTitles, EvalReport, Evaluator, MetricInfo, Selection};
-use crate::eval::registry::{self as tasks, TEST_SUITE};
 use crate::json_file::write_json;
 use crate::loss::Readings;
 use crate::model::encoder::SentenceEncoder;
@@ -172,20 +175,38 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         DevTitles::of(&self.evaluators, &self.selection.to_string())
     }
 
-    /// An empty dashboard for this run.
-    pub fn dashboard(&self) -> DashboardState {
-        let tasks: Vec<String> = self
-            .evaluators
-            .iter()
-            .map(|e| e.name().to_string())
-            .collect();
-        DashboardState::new(
-            self.run.root().display().to_string(),
-            self.backend.clone(),
-            self.dev_titles(),
-            &tasks,
-            self.panel.clone(),
-        )
+    /// The dashboard of this run: empty for a new run; on resume, with the
+    /// curves and evaluations logged up to the checkpoint, so that "best"
+    /// counts the evaluations before the resume too.
+    pub fn dashboard(&self) -> Result<DashboardState> {
+        let mut state = match self.resume_from {
+            Some(step) => {
+                let entries: Vec<LogEntry> = read_log(&self.run.metrics())?
+                    .into_iter()
+                    .filter(|e| e.step() <= step)
+                    .collect();
+                let mut state = replay(&self.config, &entries, self.panel.clone());
+                state.restart_clock();
+                state
+            }
+            None => {
+                let tasks: Vec<String> = self
+                    .evaluators
+                    .iter()
+                    .map(|e| e.name().to_string())
+                    .collect();
+                DashboardState::new(
+                    self.run.root().display().to_string(),
+                    self.backend.clone(),
+                    self.dev_titles(),
+                    &tasks,
+                    self.panel.clone(),
+                )
+            }
+        };
+        state.backend = self.backend.clone();
+        state.dev_titles = self.dev_titles();
+        Ok(state)
     }
 
     /// Trains until the last step or a stop request, reporting to `renderer`.
@@ -231,6 +252,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
                     step: 0,
                     best: None,
                     objective: None,
+                    files: Default::default(),
                 },
             ),
         };
@@ -260,7 +282,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             panel: self.panel.clone(),
         })))?;
         let mut order = EpochOrder::default();
-        let mut saved_at = state.step;
+        let mut saved_at = self.resume_from;
         let mut interrupted = false;
         let mut rate = Rate::default();
         if state.step == 0 && config.eval.at_start && !self.evaluators.is_empty() {
@@ -273,17 +295,11 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             }
             let started = Instant::now();
             let indices = order.batch(&self, state.step);
-            let (next, done) = self.step(model, &mut optim, &mut schedule, state.step, indices)?;
+            let (next, done) = self
+                .step(model, &mut optim, &mut schedule, state.step, indices)
+                .map_err(|diverged| diverged.error(saved_at))?;
             model = next;
             self.objective.observe(indices, &done.readings);
-            if !done.loss.is_finite() {
-                return Err(Error::Usage(format!(
-                    "the loss became {} at step {} (learning rate {:e}); the last checkpoint is step {saved_at}",
-                    done.loss,
-                    state.step + 1,
-                    done.lr
-                )));
-            }
             state.step += 1;
             let seconds = started.elapsed().as_secs_f64();
             let per_second = rate.add(
@@ -298,14 +314,14 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             }
             if state.step % config.checkpoint_every() == 0 || last {
                 state.objective = self.objective.state();
-                checkpoints.save::<B, _, _>(&model, &optim, &state, config.checkpoint.keep_last)?;
-                saved_at = state.step;
+                save_finite(&checkpoints, &model, &optim, &state, config, saved_at)?;
+                saved_at = Some(state.step);
             }
         }
-        if interrupted && saved_at != state.step {
+        if interrupted && saved_at != Some(state.step) && state.step > 0 {
             renderer.update_train(status("stopping: writing a checkpoint"));
             state.objective = self.objective.state();
-            checkpoints.save::<B, _, _>(&model, &optim, &state, config.checkpoint.keep_last)?;
+            save_finite(&checkpoints, &model, &optim, &state, config, saved_at)?;
         }
         if !interrupted && self.evaluators.is_empty() {
             self.export_best(&model.valid().encoder, state.step, f64::NAN)?;
@@ -320,6 +336,9 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
     /// Optimizer step `step + 1` on the examples `indices`: the batch the
     /// objective lays out, its dropout and objective noise seeded by the
     /// step, gradients clipped, the learning rate of the schedule.
+    ///
+    /// A loss or gradient norm that is not finite stops the step before the
+    /// update, so the weights stay those of the step before.
     fn step<Opt: Optimizer<ContrastiveModel<B>, B>>(
         &self,
         model: ContrastiveModel<B>,
@@ -327,7 +346,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         schedule: &mut LinearWarmupDecay,
         step: usize,
         indices: &[usize],
-    ) -> Result<(ContrastiveModel<B>, StepDone)> {
+    ) -> std::result::Result<(ContrastiveModel<B>, StepDone), StepFailed> {
         let train = &self.config.train;
         let seed = |purpose| SplitMix64::derived(train.seed, &[purpose, step as u64]).next_u64();
         let (rows, constants) =
@@ -340,18 +359,29 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         };
         let output = model.step(self.objective.loss(), &batch, train.grad_cache_chunk);
         let mut grads = output.grads;
-        let grad_norm = (train.max_grad_norm > 0.0)
-            .then(|| clip_global_norm::<B, _>(&model, &mut grads, train.max_grad_norm));
+        let grad_norm = if train.max_grad_norm > 0.0 {
+            clip_global_norm::<B, _>(&model, &mut grads, train.max_grad_norm)
+        } else {
+            global_norm::<B, _>(&model, &grads)
+        };
         let lr = schedule.step();
-        let model = optim.step(lr, model, grads);
         let (loss, readings) = output.item.read();
+        if !(loss.is_finite() && grad_norm.is_finite()) {
+            return Err(StepFailed::Diverged(Divergence {
+                step: step + 1,
+                loss,
+                grad_norm,
+                lr,
+            }));
+        }
+        let model = optim.step(lr, model, grads);
         Ok((
             model,
             StepDone {
                 epoch: step / self.steps_per_epoch,
                 loss,
                 lr,
-                grad_norm,
+                grad_norm: Some(grad_norm),
                 readings,
             },
         ))
@@ -420,13 +450,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         let report = evaluate(&self.embedder(&inference.encoder), &self.evaluators)?;
         let score = report.selected(&self.selection);
         let higher_is_better = self.selected.is_none_or(|m| m.higher_is_better);
-        let improved = state.best.is_none_or(|(best, _)| {
-            if higher_is_better {
-                score > best
-            } else {
-                score < best
-            }
-        });
+        let improved = improves(score, state.best.map(|b| b.0), higher_is_better);
         if improved {
             state.best = Some((score, state.step));
             self.export_best(&inference.encoder, state.step, score)?;
@@ -540,20 +564,103 @@ fn select_by(
     Ok((selection, Some(metric)))
 }
 
-/// Evaluates `run`'s best model (embedded with `model.eval_pooling`) on the
-/// seven STS test tasks and saves the results in the run directory.
+/// Evaluates `run`'s best model (embedded with `model.eval_pooling`) on
+/// `test_suite` (the seven STS test tasks) and saves the results in the run
+/// directory.
 pub fn final_test<B: burn::tensor::backend::Backend>(
     run: &RunDir,
     model: &ModelSection,
     eval: &EvalSection,
+    test_suite: &[Box<dyn Evaluator>],
     device: &B::Device,
 ) -> Result<EvalReport> {
     let best = LoadedModel::<B>::from_dir(&run.best(), &LoadOptions::default(), device)?;
     let embedder = Embedder::of(&best, model.eval_pooling, eval.batch_size, device);
-    let names: Vec<String> = TEST_SUITE.iter().map(|t| t.to_string()).collect();
-    let report = evaluate(&embedder, &tasks::load(&names, &eval.eval_data())?)?;
+    let report = evaluate(&embedder, test_suite)?;
     write_json(&run.test_results(), &report)?;
     Ok(report)
+}
+
+/// Whether `score` is the best so far after `best`: a score that is not a
+/// finite number never is; a best that is not one (saved by an earlier
+/// version) is always beaten.
+fn improves(score: f64, best: Option<f64>, higher_is_better: bool) -> bool {
+    score.is_finite()
+        && best.is_none_or(|best| {
+            !best.is_finite()
+                || (higher_is_better && score > best)
+                || (!higher_is_better && score < best)
+        })
+}
+
+/// Saves a checkpoint of `model` unless a weight is not finite (an update
+/// that overflowed): such a checkpoint could never be resumed, so the run
+/// stops with an error naming the last good one (`saved_at`).
+fn save_finite<B, Opt>(
+    checkpoints: &Checkpoints,
+    model: &ContrastiveModel<B>,
+    optim: &Opt,
+    state: &TrainState,
+    config: &TrainConfig,
+    saved_at: Option<usize>,
+) -> Result<()>
+where
+    B: AutodiffBackend,
+    Opt: Optimizer<ContrastiveModel<B>, B>,
+{
+    if !weights_finite::<B, _>(model) {
+        return Err(StepFailed::WeightsNotFinite(state.step).error(saved_at));
+    }
+    checkpoints.save::<B, _, _>(model, optim, state, config.checkpoint.keep_last)
+}
+
+/// Why a step left the run unable to go on.
+enum StepFailed {
+    /// The loss or the gradient norm was not finite; no update was made.
+    Diverged(Divergence),
+    /// The weights after this step are not all finite.
+    WeightsNotFinite(usize),
+    /// Any other error.
+    Other(Error),
+}
+
+/// A step whose loss or gradient norm was not finite.
+struct Divergence {
+    step: usize,
+    loss: f64,
+    grad_norm: f64,
+    lr: f64,
+}
+
+impl From<Error> for StepFailed {
+    fn from(e: Error) -> Self {
+        StepFailed::Other(e)
+    }
+}
+
+impl StepFailed {
+    /// The error the run ends with; `saved_at` is the newest checkpoint.
+    fn error(self, saved_at: Option<usize>) -> Error {
+        let last = match saved_at {
+            Some(step) => format!(
+                "the last checkpoint is step {step} (continue from it with --resume after a change that \
+                 keeps the run finite, e.g. a lower `train.lr`, in a new run_dir)"
+            ),
+            None => "no checkpoint was written".into(),
+        };
+        match self {
+            StepFailed::Diverged(d) => Error::Diverged(format!(
+                "training diverged at step {}: loss {}, gradient norm {} (learning rate {:e}); \
+                 the step's update was not applied and nothing of it saved; {last}",
+                d.step, d.loss, d.grad_norm, d.lr
+            )),
+            StepFailed::WeightsNotFinite(step) => Error::Diverged(format!(
+                "training diverged: weights became NaN or infinite by step {step}; \
+                 they were not saved; {last}"
+            )),
+            StepFailed::Other(e) => e,
+        }
+    }
 }
 
 /// What a step did, for the log and the renderer.
@@ -612,5 +719,20 @@ impl Rate {
             .iter()
             .fold((0, 0.0), |(n, s), (a, b)| (n + a, s + b));
         n as f64 / s.max(1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::improves;
+
+    #[test]
+    fn nan_is_never_the_best_and_never_stays_it() {
+        assert!(!improves(f64::NAN, None, true));
+        assert!(!improves(f64::NAN, Some(80.0), true));
+        assert!(improves(70.0, Some(f64::NAN), true));
+        assert!(improves(70.0, None, false));
+        assert!(improves(81.0, Some(80.0), true) && !improves(80.0, Some(80.0), true));
+        assert!(improves(0.5, Some(0.6), false) && !improves(0.7, Some(0.6), false));
     }
 }

@@ -109,6 +109,24 @@ pub const TINY_WORDS: &[&str] = &[
     "cat", "sleeps", "on", "mat", "two", "people", "are", "talking", "##s", "##ing",
 ];
 
+/// `n` (at most 21 x 21) distinct sentences of the tiny vocabulary: the
+/// first two words differ between any two of them.
+pub fn tiny_sentences(n: usize) -> Vec<String> {
+    let words = &TINY_WORDS[..TINY_WORDS.len() - 2];
+    let w = words.len();
+    (0..n)
+        .map(|i| {
+            format!(
+                "{} {} {} {} .",
+                words[i % w],
+                words[(i / w + 3) % w],
+                words[(i * 7 + 5) % w],
+                words[(i * 3) % w]
+            )
+        })
+        .collect()
+}
+
 /// The architecture of the tiny test models.
 pub fn tiny_config(architecture: Architecture) -> BertConfig {
     BertConfig {

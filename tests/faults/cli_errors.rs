@@ -1,9 +1,8 @@
 //! Bad input never panics: each case exits with an error that names the
-//! file (and line, field or tensor) at fault. Uses tiny self-made models.
+//! file (and line, field or tensor) at fault, and what is accepted is
+//! written well. Uses tiny self-made models.
 
-mod common;
-
-use common::{gcse, temp_dir, write_tiny_model};
+use crate::common::{gcse, temp_dir, write_tiny_model};
 use gcse::model::config::Architecture;
 
 /// Runs gcse expecting failure; returns stderr, checking it did not panic.
@@ -95,7 +94,11 @@ fn weights_that_do_not_fit_the_config_name_the_tensor() {
         "out.npy",
     ));
     assert!(
-        err.contains("model.safetensors") && err.contains("ffn_in.weight"),
+        err.contains("model.safetensors")
+            && err.contains(
+                "`encoder.layer.0.intermediate.dense.weight` has shape [37, 16] in the file"
+            )
+            && err.contains("needs [30, 16]"),
         "{err}"
     );
 }
