@@ -92,7 +92,7 @@ impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
         );
         let state = trainer.dashboard()?;
         let interrupter = Interrupter::new();
-        let _signals = signals::stop_on_signals(&interrupter)?;
+        let signals_stop = signals::stop_on_signals(&interrupter)?;
         let outcome = if !task.no_tui && std::io::stdout().is_terminal() {
             let mut tui = TuiRenderer::start(state, interrupter.clone())
                 .map_err(|e| Error::Backend(format!("cannot start the dashboard: {e}")))?;
@@ -103,6 +103,8 @@ impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
             let mut log = LogRenderer::new(state, config.train.log_every, std::io::stdout());
             trainer.run(&mut log, &interrupter)?
         };
+        // From here on a signal ends gcse at once, as without a handler.
+        drop(signals_stop);
         let best = outcome.best.map_or("none".into(), |(score, step)| {
             format!("{} {score:.2} at step {step}", config.eval.select_by)
         });

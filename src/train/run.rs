@@ -643,8 +643,8 @@ impl StepFailed {
     fn error(self, saved_at: Option<usize>) -> Error {
         let last = match saved_at {
             Some(step) => format!(
-                "the last checkpoint is step {step} (continue from it with --resume after a change that \
-                 keeps the run finite, e.g. a lower `train.lr`, in a new run_dir)"
+                "the last checkpoint is step {step} (`gcse export` with `--step {step}` writes its model; \
+                 a lower `train.lr` in a new run avoids the divergence)"
             ),
             None => "no checkpoint was written".into(),
         };

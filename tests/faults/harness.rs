@@ -238,6 +238,10 @@ pub fn run_table(table: &str, dir: &Path, cases: Vec<Case>) -> Tally {
         {
             verdict = Err(format!("{} was left behind", left.display()));
         }
+        // What one case left must not fail the next.
+        for path in &case.absent {
+            let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+        }
         match verdict {
             Ok(()) => {}
             Err(why) => failures.push(format!(
