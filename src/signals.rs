@@ -72,11 +72,14 @@ fn install() -> std::result::Result<(), String> {
                 match armed {
                     Some(interrupter) if first => {
                         interrupter.stop(Some("stopped by a signal"));
-                        eprintln!(
-                            "{}: stopping after this step (a checkpoint is written first); \
+                        // The dashboard says so itself; a line would land on it.
+                        if !crate::progress::dashboard_holds_terminal() {
+                            eprintln!(
+                                "{}: stopping after this step (a checkpoint is written first); \
                              a second signal ends gcse at once",
-                            name(signal)
-                        );
+                                name(signal)
+                            );
+                        }
                     }
                     _ => {
                         if crate::progress::dashboard_holds_terminal() {
