@@ -92,8 +92,9 @@ impl fmt::Display for Resolved {
     }
 }
 
+/// The CPU backend's threads: rayon's global pool (`RAYON_NUM_THREADS`).
 fn cpu_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    rayon::current_num_threads()
 }
 
 /// Work generic over the backend: the binary builds one and [`run`] calls it

@@ -6,16 +6,68 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::backend::{BackendKind, Precision};
 use crate::config::TrainSection;
-use crate::data::corpus::OnBadLine;
+use crate::data::corpus::{Column, OnBadLine};
 use crate::embed::input::InputFormat;
 use crate::model::pooling::Pooling;
+use crate::overrides::Override;
 use crate::triplets::candidates::CandidateFormat;
 use crate::triplets::rule::{Fallback, FilterMode, FilterSection};
 use crate::triplets::Origin;
 
+/// The environment variables gcse reads, for `--help`.
+const ENVIRONMENT: &str = "\
+Environment:
+  GCSE_DATA               Root of the STS data and corpora (senteval/, corpus/); $GCSE_DATA
+                          in an experiment file expands to it [default: ../shared/data if it
+                          exists, else $GCSE_CACHE/data]
+  GCSE_CACHE              gcse's caches: downloaded wheels, the setup's venv, data
+                          [default: ~/.cache/gcse]
+  HF_HUB_CACHE, HF_HOME   The Hugging Face cache hub ids are fetched into and found in
+                          [default: $HF_HOME/hub, else ~/.cache/huggingface/hub]
+  HF_ENDPOINT, HF_TOKEN   The hub's address and an access token
+  HF_HUB_OFFLINE=1        Hub ids from the cache only, never the network
+  GCSE_HUB_TIMEOUT_S      Seconds a hub server may take to answer [default: 60]
+  CUBECL_AUTOTUNE_LEVEL   How hard wgpu/cuda tune their kernels: minimal, balanced,
+                          extensive, full
+  CUBECL_DEBUG_LOG        CubeCL's compilation, profiling and tuning log: stdout, stderr
+  CUBECL_DEBUG_OPTION     What that log holds: debug, debug-full, profile, profile-medium,
+                          profile-full
+  RAYON_NUM_THREADS       Threads of the CPU backend [default: one per core]
+
+--model takes a model directory, a training run directory (its best model) or a hub id.";
+
+/// `gcse --version`: the version and the optional parts built in.
+fn version() -> &'static str {
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    VERSION.get_or_init(|| {
+        let features: Vec<&str> = [
+            ("openblas", cfg!(feature = "openblas")),
+            ("cuda", cfg!(feature = "cuda")),
+            ("llama", cfg!(feature = "llama")),
+        ]
+        .into_iter()
+        .filter_map(|(name, on)| on.then_some(name))
+        .collect();
+        let backends = if cfg!(feature = "cuda") {
+            "cpu, wgpu, cuda"
+        } else {
+            "cpu, wgpu"
+        };
+        format!(
+            "{} (features: {}; backends: {backends})",
+            env!("CARGO_PKG_VERSION"),
+            if features.is_empty() {
+                "none".to_string()
+            } else {
+                features.join(", ")
+            }
+        )
+    })
+}
+
 /// Unsupervised sentence embeddings (SimCSE, GCSE) on Burn: CPU, WGPU or CUDA.
 #[derive(Debug, Parser)]
-#[command(name = "gcse", version, about, max_term_width = 100)]
+#[command(name = "gcse", version = version(), about, max_term_width = 100, after_help = ENVIRONMENT)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -39,8 +91,12 @@ pub enum Command {
     /// sentence-transformers folder.
     Export(ExportArgs),
     /// Redraw a run's loss.png, sts_dev.png, dashboard.png (and decay.png in stage 2) from its
-    /// metrics.jsonl (also while it trains, or after it was stopped).
+    /// metrics.jsonl (also while it trains, or after it was stopped); a run
+    /// without a TensorBoard event file gets one.
     Plot(PlotArgs),
+    /// Runs side by side: best dev score, test tables, and the settings in
+    /// which their experiment files differ.
+    Compare(CompareArgs),
     /// Time the training step or the embedding pass on synthetic batches of
     /// fixed shape (see scripts/bench_torch.py for the PyTorch side).
     Bench(BenchArgs),
@@ -114,14 +170,21 @@ pub struct ServeArgs {
     /// Requests running or waiting beyond which new ones get 503.
     #[arg(long, default_value_t = 8)]
     pub max_queue: usize,
+    /// Connections open at once beyond which a new one gets 503.
+    #[arg(long, default_value_t = 64)]
+    pub max_connections: usize,
+    /// Seconds a connection may sit silent, or take to send a request.
+    #[arg(long, default_value_t = 30.0)]
+    pub read_timeout_s: f64,
 }
 
 /// Which model, how to run it, and on what.
 #[derive(Debug, Clone, Args)]
 pub struct ModelArgs {
     /// Model directory (config.json, tokenizer.json, model.safetensors or
-    /// pytorch_model.bin) or a Hugging Face hub id such as
-    /// sentence-transformers/all-MiniLM-L6-v2 (fetched into the cache).
+    /// pytorch_model.bin), a training run directory (its best model) or a
+    /// Hugging Face hub id such as sentence-transformers/all-MiniLM-L6-v2
+    /// (fetched into the Hugging Face cache).
     #[arg(long)]
     pub model: String,
     /// Pooling: cls, cls_before_pooler, avg, avg_first_last, avg_top2
@@ -190,18 +253,29 @@ fn task_name(name: &str) -> Result<String, String> {
 pub struct EmbedArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Sentences: a text file (one a line) or JSONL.
+    /// Sentences: a text file (one a line), JSONL, TSV or CSV; `.gz`
+    /// after the extension is read compressed.
     #[arg(long)]
     pub input: PathBuf,
-    /// Where to write: .npy (float32 [rows, dim]) or .jsonl.
+    /// Where to write: .npy (float32 [rows, dim], written row by row as
+    /// batches finish) or .jsonl.
     #[arg(long)]
     pub output: PathBuf,
-    /// Input layout [default: jsonl for .jsonl/.json files, else text].
+    /// Input layout [default: by extension: .jsonl/.json/.ndjson, .tsv,
+    /// .csv, else text].
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
     /// JSONL field holding the sentence.
     #[arg(long, default_value = "text")]
     pub field: String,
+    /// TSV/CSV column holding the sentence: a 0-based index, or a name in
+    /// the header line.
+    #[arg(long, default_value = "0")]
+    pub column: Column,
+    /// The TSV/CSV file starts with a header line (implied by a --column
+    /// name).
+    #[arg(long)]
+    pub header: bool,
     /// Scale every vector to unit length.
     #[arg(long)]
     pub normalize: bool,
@@ -231,6 +305,30 @@ pub struct TrainArgs {
     /// Print the experiment with every default filled in, then exit.
     #[arg(long)]
     pub print_config: bool,
+    /// Set a key of the experiment file as if the file said so: a dotted
+    /// TOML key and a TOML value (`train.lr=1e-4`, `eval.tasks=["stsb-dev"]`,
+    /// `data.domain.0.path=x.txt`; a value that is not TOML is a string).
+    /// Repeatable. The run's config.toml keeps the result, so --resume
+    /// needs the same settings (or --config RUN_DIR/config.toml).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = Override::parse)]
+    pub set: Vec<Override>,
+    /// The run directory, instead of the file's `run_dir`.
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+}
+
+impl TrainArgs {
+    /// The `--set` overrides, then `--run-dir` as one.
+    pub fn overrides(&self) -> Vec<Override> {
+        let mut overrides = self.set.clone();
+        if let Some(dir) = &self.run_dir {
+            overrides.push(Override {
+                key: vec!["run_dir".into()],
+                value: toml::Value::String(dir.to_string_lossy().into_owned()),
+            });
+        }
+        overrides
+    }
 }
 
 /// `gcse filter`.
@@ -339,6 +437,14 @@ pub struct ExportArgs {
     /// Compute backend used to load the checkpoint.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
+}
+
+/// `gcse compare`.
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// Run directories of `gcse train`.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
 }
 
 /// `gcse plot`.

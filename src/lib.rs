@@ -23,6 +23,7 @@ pub mod json_file;
 pub mod loss;
 pub mod model;
 pub mod objective;
+pub mod overrides;
 pub mod plot;
 pub mod progress;
 pub mod rng;

@@ -19,6 +19,9 @@ impl RunDir {
     pub const CONFIG: &'static str = "config.toml";
     /// One JSON line per step, evaluation and statistics entry.
     pub const METRICS: &'static str = "metrics.jsonl";
+    /// The TensorBoard event file beside it (TensorBoard finds files by
+    /// `tfevents` in the name).
+    pub const EVENTS: &'static str = "events.out.tfevents.gcse";
     /// The best model so far, a Hugging Face / sentence-transformers folder.
     pub const BEST: &'static str = "best";
     /// Test-suite results of the best model.

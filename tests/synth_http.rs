@@ -10,10 +10,12 @@ mod common;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde_json::Value;
+
 use common::llm_server::{closed_endpoint, Reply, ScriptedServer};
 use common::temp_dir;
 use gcse::synth::answers::{AnswerStore, Sampling};
-use gcse::synth::http::{error_message, Api, HttpConfig, HttpLlm};
+use gcse::synth::http::{error_message, Api, HttpConfig, HttpLlm, TokenLimit, SAME_REJECTIONS};
 use gcse::synth::llm::{answer_all, Llm, LlmError, Request};
 
 fn asset(name: &str) -> String {
@@ -34,6 +36,7 @@ fn config(endpoints: Vec<String>) -> HttpConfig {
         retries: 3,
         backoff_s: 0.01,
         json_mode: true,
+        token_limit: TokenLimit::MaxTokens,
     }
 }
 
@@ -338,4 +341,213 @@ fn bad_configs_are_refused() {
         missing_key.contains("GCSE_TEST_UNSET_KEY_VARIABLE"),
         "{missing_key}"
     );
+}
+
+#[test]
+fn the_same_rejection_request_after_request_stops_the_run() {
+    let server = ScriptedServer::start(|_, _| {
+        Reply::new(
+            400,
+            r#"{"error": {"message": "Unsupported parameter: 'top_p'"}}"#,
+        )
+    });
+    let llm = HttpLlm::new(config(vec![server.url.clone()])).unwrap();
+    for i in 1..SAME_REJECTIONS {
+        match llm.complete(&request(&format!("p{i}"))) {
+            Err(LlmError::Failed(reason)) => assert!(reason.contains("top_p"), "{reason}"),
+            other => panic!("request {i}: {other:?}"),
+        }
+    }
+    match llm.complete(&request("last")) {
+        Err(LlmError::Fatal(reason)) => assert!(
+            reason.contains(&format!("{SAME_REJECTIONS} requests in a row"))
+                && reason.contains("Unsupported parameter: 'top_p'"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.count(), SAME_REJECTIONS, "a rejection is never retried");
+
+    // Different rejections, or a success between them, do not add up.
+    let varied = ScriptedServer::start(|n, _| match n % 3 {
+        0 => Reply::new(400, format!(r#"{{"error": "prompt {n} is too long"}}"#)),
+        1 => Reply::new(422, r#"{"error": "bad request"}"#),
+        _ => Reply::new(200, asset("openai-chat.json")),
+    });
+    let llm = HttpLlm::new(config(vec![varied.url.clone()])).unwrap();
+    for i in 0..3 * SAME_REJECTIONS {
+        if let Err(LlmError::Fatal(reason)) = llm.complete(&request(&format!("q{i}"))) {
+            panic!("request {i}: {reason}");
+        }
+    }
+}
+
+#[test]
+fn a_server_that_wants_max_completion_tokens_gets_it_from_then_on() {
+    let server = ScriptedServer::start(|_, got| {
+        if got.body.get("max_tokens").is_some() {
+            Reply::new(
+                400,
+                r#"{"error": {"message": "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", "type": "invalid_request_error", "param": "max_tokens"}}"#,
+            )
+        } else {
+            Reply::new(200, asset("openai-chat.json"))
+        }
+    });
+    let llm = HttpLlm::new(config(vec![server.url.clone()])).unwrap();
+    llm.complete(&request("first")).unwrap();
+    llm.complete(&request("second")).unwrap();
+    let bodies: Vec<Value> = server.received().into_iter().map(|r| r.body).collect();
+    assert_eq!(bodies.len(), 3, "one refused attempt, then two answers");
+    assert_eq!(bodies[0]["max_tokens"], 48);
+    for body in &bodies[1..] {
+        assert_eq!(body["max_completion_tokens"], 48);
+        assert!(body.get("max_tokens").is_none());
+    }
+    let configured = HttpLlm::new(HttpConfig {
+        token_limit: TokenLimit::MaxCompletionTokens,
+        ..config(vec![server.url.clone()])
+    })
+    .unwrap();
+    configured.complete(&request("third")).unwrap();
+    assert_eq!(server.count(), 4, "asked by name from the start");
+}
+
+/// An LLM that answers with the prompt's words, at most `max_tokens` of
+/// them, one token a word.
+struct Echo;
+
+impl Llm for Echo {
+    fn model(&self) -> &str {
+        "echo"
+    }
+    fn parallelism(&self) -> usize {
+        1
+    }
+    fn complete(&self, request: &Request) -> Result<gcse::synth::answers::Answer, LlmError> {
+        let words: Vec<&str> = request
+            .prompt
+            .split_whitespace()
+            .take(request.sampling.max_tokens as usize)
+            .collect();
+        Ok(gcse::synth::answers::Answer {
+            text: words.join(" "),
+            prompt_tokens: Some(request.prompt.split_whitespace().count() as u32),
+            completion_tokens: Some(words.len() as u32),
+        })
+    }
+}
+
+/// Sends `raw` on a new connection and reads until the server closes it or
+/// one response has arrived; the text read.
+fn exchange(address: &str, raw: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream.write_all(raw).unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+        let text = String::from_utf8_lossy(&out);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.parse::<usize>().ok());
+            if length.is_some_and(|n| body.len() >= n) {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn post(path: &str, body: &Value) -> Vec<u8> {
+    let body = body.to_string();
+    format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn synth_serve_bounds_what_a_client_can_hold_and_says_why_an_answer_ended() {
+    use gcse::synth::serve::{serve, ServeOptions, MAX_HEAD};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        serve(
+            listener,
+            &Echo,
+            &ServeOptions {
+                model: "echo".into(),
+                max_queue: 4,
+                max_connections: 2,
+                read_timeout: Duration::from_millis(600),
+            },
+        )
+    });
+    let status = |response: &str| response.split_whitespace().nth(1).unwrap_or("").to_string();
+    let json_of = |response: &str| -> Value {
+        serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap()
+    };
+
+    let cut = exchange(
+        &address,
+        &post("/v1/completions", &serde_json::json!({"prompt": "one two three four five", "max_tokens": 2})),
+    );
+    assert_eq!(status(&cut), "200", "{cut}");
+    assert_eq!(json_of(&cut)["choices"][0]["text"], "one two");
+    assert_eq!(json_of(&cut)["choices"][0]["finish_reason"], "length");
+    let whole = exchange(
+        &address,
+        &post(
+            "/v1/chat/completions",
+            &serde_json::json!({"messages": [{"role": "user", "content": "one two"}], "max_completion_tokens": 9}),
+        ),
+    );
+    assert_eq!(json_of(&whole)["choices"][0]["message"]["content"], "one two");
+    assert_eq!(json_of(&whole)["choices"][0]["finish_reason"], "stop");
+
+    let streamed = exchange(
+        &address,
+        &post("/v1/completions", &serde_json::json!({"prompt": "x", "stream": true})),
+    );
+    assert_eq!(status(&streamed), "400", "{streamed}");
+    assert!(streamed.contains("streaming is not supported"), "{streamed}");
+
+    let huge = format!(
+        "GET /v1/models HTTP/1.1\r\nx-filler: {}\r\n\r\n",
+        "a".repeat(MAX_HEAD)
+    );
+    let refused = exchange(&address, huge.as_bytes());
+    assert_eq!(status(&refused), "431", "{refused}");
+
+    // A request that stops halfway gets 408; a silent connection is closed
+    // without a word.
+    let started = std::time::Instant::now();
+    let slow = exchange(&address, b"POST /v1/completions HTTP/1.1\r\ncontent-len");
+    assert_eq!(status(&slow), "408", "{slow}");
+    assert_eq!(exchange(&address, b""), "");
+    assert!(started.elapsed() < Duration::from_secs(8), "both ended by the read timeout");
+
+    // Two connections held open: a third is turned away at once.
+    let hold = || {
+        let stream = std::net::TcpStream::connect(&address).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        stream
+    };
+    let (a, b) = (hold(), hold());
+    let busy = exchange(&address, b"GET /v1/models HTTP/1.1\r\n\r\n");
+    assert_eq!(status(&busy), "503", "{busy}");
+    assert!(busy.contains("too many connections"), "{busy}");
+    drop((a, b));
+    std::thread::sleep(Duration::from_millis(900));
+    let served = exchange(&address, b"GET /v1/models HTTP/1.1\r\n\r\n");
+    assert_eq!(status(&served), "200", "slots are given back: {served}");
 }

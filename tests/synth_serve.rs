@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{gemma_gguf, temp_dir};
 use gcse::synth::answers::{AnswerStore, Sampling};
-use gcse::synth::http::{Api, HttpConfig, HttpLlm};
+use gcse::synth::http::{Api, HttpConfig, HttpLlm, TokenLimit};
 use gcse::synth::llm::{answer_all, Llm, LlmError, Request};
 use gcse::synth::local::{LocalConfig, LocalLlm, PromptFormat};
 use gcse::synth::serve::{serve, ServeOptions};
@@ -44,6 +44,7 @@ fn client(url: &str, model: &str, timeout_s: f64, retries: u32, in_flight: usize
         retries,
         backoff_s: 0.2,
         json_mode: false,
+        token_limit: TokenLimit::MaxTokens,
     })
     .unwrap()
 }
@@ -72,6 +73,8 @@ fn the_http_backend_against_gemma_served_on_loopback() {
             &ServeOptions {
                 model: MODEL.into(),
                 max_queue: 1,
+                max_connections: 64,
+                read_timeout: Duration::from_secs(30),
             },
         )
     });
@@ -111,6 +114,7 @@ fn the_http_backend_against_gemma_served_on_loopback() {
         retries: 2,
         backoff_s: 0.2,
         json_mode: true,
+        token_limit: TokenLimit::MaxTokens,
     })
     .unwrap();
     assert_eq!(

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use common::{gcse, temp_dir, tiny_sentences, write_tiny_model};
 use gcse::model::config::Architecture;
 use gcse::train::metrics_log::{read_log, EvalEntry, LogEntry, StatsEntry};
+use gcse::train::tfevents::read::{values, Read};
 
 /// Writes an experiment file and returns its path; `model_keys` go into
 /// `[model]`, `extra` after the data.
@@ -106,6 +107,40 @@ fn train(config: &Path, extra: &[&str]) -> String {
     let (ok, out, err) = try_train(config, extra);
     assert!(ok, "gcse train {extra:?} failed:\n{out}\n{err}");
     out
+}
+
+/// The run's TensorBoard file read back: it holds the numbers of
+/// metrics.jsonl, each once (after resumes too), and the first event names
+/// the file version. Returns what was read.
+fn events_match_the_log(run: &Path) -> Vec<Read> {
+    let bytes = std::fs::read(run.join("events.out.tfevents.gcse")).unwrap();
+    let read = values(&bytes).unwrap();
+    assert_eq!(read.first(), Some(&Read::Version("brain.Event:2".into())));
+    let scalar = |tag: &str| -> Vec<(i64, f32)> {
+        read.iter()
+            .filter_map(|r| match r {
+                Read::Scalar { step, tag: t, value } if t == tag => Some((*step, *value)),
+                _ => None,
+            })
+            .collect()
+    };
+    let logged: Vec<(i64, f32)> = losses(run)
+        .into_iter()
+        .map(|(step, loss)| (step as i64, loss as f32))
+        .collect();
+    assert_eq!(scalar("train/loss"), logged, "train/loss as in metrics.jsonl");
+    for eval in evals(run) {
+        for (task, scores) in &eval.tasks {
+            let tag = format!("dev/{task}/{}", scores.primary);
+            let value = eval.primary(task).unwrap() as f32;
+            assert!(
+                scalar(&tag).contains(&(eval.step as i64, value)),
+                "{tag} at step {}",
+                eval.step
+            );
+        }
+    }
+    read
 }
 
 fn assert_same_losses(ours: &[(u64, f64)], reference: &[(u64, f64)], tolerance: f64, what: &str) {
@@ -253,6 +288,7 @@ fn a_stopped_and_resumed_run_has_the_losses_of_an_uninterrupted_one() {
             1e-5,
             &format!("stopped after {stop}, resumed"),
         );
+        events_match_the_log(&run);
         std::fs::remove_dir_all(&run).unwrap();
     }
 
@@ -397,6 +433,13 @@ keep_last = 1
     for file in ["loss.png", "sts_dev.png", "dashboard.png", "config.toml"] {
         assert!(run.join(file).is_file(), "{file} in the run directory");
     }
+    let written = events_match_the_log(&run);
+    // A run of an earlier version gets its event file from `gcse plot`.
+    std::fs::remove_file(run.join("events.out.tfevents.gcse")).unwrap();
+    let (ok, out, err) = gcse(&["plot", run.to_str().unwrap()]);
+    assert!(ok && out.contains("events.out.tfevents.gcse"), "{out}{err}");
+    let backfilled = events_match_the_log(&run);
+    assert_eq!(written.len(), backfilled.len());
 
     // The run directory stands for its best model; `export` writes the same
     // model, and any checkpoint.
@@ -434,6 +477,10 @@ keep_last = 1
             path.to_str().unwrap(),
         ]);
         assert!(ok, "{o}{e}");
+        assert!(
+            e.lines().any(|l| l.starts_with("24/24 sentences (") && l.ends_with(" left)")),
+            "stderr is not a terminal: the progress ends in a plain line\n{e}"
+        );
         std::fs::read_to_string(path)
             .unwrap()
             .lines()
@@ -736,6 +783,23 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
                 &whole,
                 1e-5,
                 "stage 2 stopped after 3, resumed",
+            );
+            let read = events_match_the_log(&run);
+            let histograms: Vec<(i64, f64)> = read
+                .iter()
+                .filter_map(|r| match r {
+                    Read::Histogram { step, tag, limits, counts } if tag == "decay/weights" => {
+                        assert_eq!(limits.len(), counts.len());
+                        assert!((limits.last().unwrap() - 1.0).abs() < 1e-12, "{limits:?}");
+                        Some((*step, counts.iter().sum()))
+                    }
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(
+                histograms,
+                (1..=whole.len() as i64).map(|s| (s, 4.0)).collect::<Vec<_>>(),
+                "a histogram of the batch's weights a step"
             );
         }
         std::fs::remove_dir_all(&dir).unwrap();
@@ -1177,4 +1241,177 @@ fn rank_distillation_logs_its_buffer_saves_it_and_resumes_exactly() {
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// `tmux` on `socket` with `args`; its stdout.
+fn tmux(socket: &str, args: &[&str]) -> String {
+    let out = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .expect("tmux runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Rows of a screen that hold a progress line ("... sentences (152/s, ...").
+fn progress_rows(screen: &str) -> Vec<(usize, String)> {
+    screen
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| line.contains(" sentences (") && line.contains("/s"))
+        .map(|(row, line)| (row, line.to_string()))
+        .collect()
+}
+
+#[test]
+fn under_the_dashboard_evaluation_progress_stays_in_its_header() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        common::skip(
+            "under_the_dashboard_evaluation_progress",
+            "no tmux (Debian: apt install tmux)",
+        );
+        return;
+    }
+    let (Some(model), Some(senteval)) = (
+        common::minilm_dir("under_the_dashboard_evaluation_progress"),
+        common::senteval_dir("under_the_dashboard_evaluation_progress"),
+    ) else {
+        return;
+    };
+    let dir = temp_dir("pty");
+    let sentences = dir.join("sentences.txt");
+    std::fs::write(&sentences, tiny_sentences(24).join("\n") + "\n").unwrap();
+    let extra = format!(
+        r#"[train]
+batch_size = 8
+max_steps = 2
+[eval]
+every_steps = 2
+tasks = ["sickr-dev"]
+select_by = "sickr-dev"
+final_test = false
+data = "{}"
+"#,
+        senteval.display()
+    );
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", &extra);
+    let socket = format!("gcse-test-{}", std::process::id());
+    let command = format!(
+        "'{}' train --config '{}' --backend cpu; echo \"gcse exited with $?\"; sleep 600",
+        env!("CARGO_BIN_EXE_gcse"),
+        config.display()
+    );
+    tmux(
+        &socket,
+        &["new-session", "-d", "-x", "150", "-y", "42", "-s", "t", &command],
+    );
+    let started = std::time::Instant::now();
+    let (mut seen_in_header, mut screens) = (0, 0);
+    let last = loop {
+        let screen = tmux(&socket, &["capture-pane", "-p", "-t", "t"]);
+        screens += 1;
+        if screen.contains("gcse exited with") || started.elapsed().as_secs() > 600 {
+            break screen;
+        }
+        for (row, line) in progress_rows(&screen) {
+            assert!(
+                row == 0 && line.contains("evaluating"),
+                "a progress line outside the dashboard's header (row {row}):\n{screen}"
+            );
+            seen_in_header += 1;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    tmux(&socket, &["kill-server"]);
+    assert!(last.contains("gcse exited with 0"), "{last}");
+    assert!(
+        progress_rows(&last).is_empty(),
+        "progress debris left on the terminal:\n{last}"
+    );
+    assert!(
+        seen_in_header > 0,
+        "the evaluations' progress never showed in the header ({screens} screens)"
+    );
+    assert_eq!(evals(&dir.join("run")).len(), 2, "evaluated at steps 0 and 2");
+}
+
+#[test]
+fn set_and_run_dir_override_the_file_are_saved_and_runs_compare() {
+    let dir = temp_dir("set");
+    let (model, sentences) = tiny_setup(&dir);
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", RESUMABLE);
+    let (run_a, run_b) = (dir.join("a"), dir.join("b"));
+    let run = |run_dir: &Path, extra: &[&str]| {
+        let mut args = vec!["--backend", "cpu", "--run-dir", run_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        try_train(&config, &args)
+    };
+    let (ok, out, err) = run(&run_a, &["--set", "train.lr=5e-4", "--stop-after", "2"]);
+    assert!(ok, "{out}{err}");
+    assert!(!dir.join("run").exists(), "--run-dir replaces the file's run_dir");
+    let saved = gcse::objective::registry::read(&run_a.join("config.toml")).unwrap();
+    assert_eq!(saved.train.lr, 5e-4);
+    assert_eq!(saved.run_dir, run_a);
+
+    let (ok, _, err) = run(&run_a, &["--resume"]);
+    assert!(!ok && err.contains("differs"), "a resume without the --set: {err}");
+    let (ok, out, err) = run(&run_a, &["--resume", "--set", "train.lr=5e-4"]);
+    assert!(ok && out.contains("resuming from the checkpoint of step 2"), "{out}{err}");
+    assert_eq!(losses(&run_a).len(), 9);
+
+    let (ok, out, err) = run(&run_b, &["--set", "train.epochs=1", "--set", "train.batch_size=0"]);
+    assert!(
+        !ok && err.contains("exp.toml")
+            && err.contains("`train.batch_size` must be at least 1 (from --set train.batch_size=0)")
+            && !err.contains("line "),
+        "a bad value is named with the overrides:\n{out}{err}"
+    );
+    assert!(!run_b.exists(), "nothing claimed");
+    let (ok, out, err) = run(&run_b, &["--set", "train.epochs=1"]);
+    assert!(ok, "{out}{err}");
+    let (ok, _, err) = run(&run_b, &["--set", "train.lr"]);
+    assert!(!ok && err.contains("key=value"), "{err}");
+    let (ok, _, err) = run(&run_b, &["--set", "run_dir.x=1"]);
+    assert!(!ok && err.contains("`run_dir` is string, not a table"), "{err}");
+
+    // A test report as `gcse train` writes it, for run b.
+    let report = gcse::eval::evaluator::EvalReport {
+        scores: vec![gcse::eval::evaluator::TaskResult {
+            task: "stsb".into(),
+            column: "STS-B".into(),
+            family: "STS".into(),
+            shown: &[],
+            primary: "spearman".into(),
+            metrics: [("spearman".to_string(), 61.234)].into(),
+            counts: [("pairs".to_string(), 1379)].into(),
+        }],
+        average: 61.234,
+        sentences: 2000,
+        seconds: 1.0,
+        sentences_per_second: 2000.0,
+    };
+    std::fs::write(
+        run_b.join("test_results.json"),
+        serde_json::to_string(&report).unwrap(),
+    )
+    .unwrap();
+    let (ok, out, err) = gcse(&["compare", run_a.to_str().unwrap(), run_b.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    let line = |run: &Path| {
+        out.lines()
+            .find(|l| l.starts_with(run.to_str().unwrap()))
+            .unwrap_or_else(|| panic!("no row of {} in\n{out}", run.display()))
+            .to_string()
+    };
+    assert!(out.lines().next().unwrap().contains("stsb"), "{out}");
+    assert!(line(&run_b).trim_end().ends_with("61.23  61.23"), "{out}");
+    assert!(line(&run_a).trim_end().ends_with("--     --"), "{out}");
+    let settings = out.split("settings that differ").nth(1).expect(&out);
+    for key in ["train.lr", "train.epochs"] {
+        assert!(settings.contains(key), "{key} differs:\n{out}");
+    }
+    assert!(!settings.contains("run_dir") && !settings.contains("batch_size"), "{out}");
+    let (ok, _, err) = gcse(&["compare", dir.to_str().unwrap()]);
+    assert!(!ok && err.contains("not a run directory"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -6,9 +6,12 @@ use burn::tensor::backend::AutodiffBackend;
 
 use crate::backend::BackendTask;
 use crate::cli::ExportArgs;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::json_file::read_json;
-use crate::model::export::{check_export_target, write_model_folder, FolderMeta};
+use crate::model::card::model_card;
+use crate::model::export::{
+    check_export_target, sentence_transformers_pooling, write_model_folder, FolderMeta,
+};
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::objective::registry;
@@ -61,7 +64,23 @@ impl BackendTask for ExportTask {
                 (encoder, source, meta)
             }
         };
-        write_model_folder(&encoder, &source, &self.args.to, &meta)?;
+        if sentence_transformers_pooling(meta.pooling).is_none() {
+            return Err(Error::Usage(format!(
+                "{}: this model pools by {}, which sentence-transformers has no module for \
+                 (it would load the folder and silently pool by mean, giving other vectors); \
+                 use the run directory itself with gcse (--model {}), or train with pooling \
+                 cls, cls_before_pooler or avg to export",
+                self.args.run.display(),
+                meta.pooling,
+                self.args.run.display()
+            )));
+        }
+        let test = match std::fs::read_to_string(run.test_results()) {
+            Ok(text) if self.args.step.is_none() => serde_json::from_str(&text).ok(),
+            _ => None,
+        };
+        let card = model_card(&config, &meta, test.as_ref());
+        write_model_folder(&encoder, &source, &self.args.to, &meta, &[("README.md", card)])?;
         println!(
             "wrote {} ({} pooling, {} parameters)",
             self.args.to.display(),

@@ -1,6 +1,7 @@
 //! What each subcommand does, once the backend is chosen.
 
 pub mod bench;
+pub mod compare;
 pub mod embed;
 pub mod eval;
 pub mod export;
@@ -40,7 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
             backend::run(&resolved, embed::EmbedTask { args })
         }
         Command::Train(args) => {
-            let config = registry::load(&args.config)?;
+            let config = registry::load_with(&args.config, &args.overrides())?;
             if args.print_config {
                 print!("{}", config.to_toml());
                 return Ok(());
@@ -59,6 +60,10 @@ pub fn run(cli: Cli) -> Result<()> {
             let resolved = announce(args.backend)?;
             backend::run(&resolved, filter::FilterTask { args })
         }
+        Command::Compare(args) => {
+            println!("{}", compare::compare(&args.runs)?);
+            Ok(())
+        }
         Command::Plot(args) => {
             let run = RunDir::new(&args.run);
             let config = registry::read(&run.config())?;
@@ -72,6 +77,14 @@ pub fn run(cli: Cli) -> Result<()> {
                 RunDir::DASHBOARD_PNG,
                 args.run.display()
             );
+            // Runs of versions before the event file get one; a run's own
+            // file is its trainer's to write.
+            let events = run.file(RunDir::EVENTS);
+            if !events.exists() {
+                let entries = crate::train::metrics_log::read_log(&run.metrics())?;
+                crate::train::tfevents::EventsFile::create(&events, &entries)?;
+                println!("wrote {} (TensorBoard) from {}", RunDir::EVENTS, RunDir::METRICS);
+            }
             Ok(())
         }
         Command::Bench(args) if args.workload == BenchWorkload::MaxBatch => bench::max_batch(&args),

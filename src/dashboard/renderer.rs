@@ -44,7 +44,8 @@ impl TuiRenderer {
         let thread = std::thread::spawn(move || {
             while !finished.load(Ordering::SeqCst) && !PANICKED.load(Ordering::SeqCst) {
                 {
-                    let s = shared.lock().expect("dashboard state");
+                    let mut s = shared.lock().expect("dashboard state");
+                    s.work = crate::progress::work_line();
                     if terminal.draw(|f| render(f, &s)).is_err() {
                         break;
                     }

@@ -66,6 +66,9 @@ pub struct DashboardState {
     pub histogram: Vec<u64>,
     /// The latest status line.
     pub status: String,
+    /// The progress line of work inside the run (evaluation, teacher
+    /// vectors), while it runs.
+    pub work: Option<String>,
     /// The view on screen.
     pub view: View,
     /// Which slot each known metric id fills.
@@ -138,6 +141,7 @@ impl DashboardState {
             stats: BTreeMap::new(),
             histogram: Vec::new(),
             status: "starting".into(),
+            work: None,
             view: View::Overview,
             slots,
         }

@@ -83,12 +83,25 @@ pub fn render(frame: &mut Frame, state: &DashboardState) {
     );
 }
 
+/// `gcse · run · backend · status`; while work runs inside the run
+/// (evaluation, teacher vectors), its progress follows the status and the
+/// run and backend move to the end, where a narrow terminal clips them.
 fn header_line(state: &DashboardState) -> Paragraph<'static> {
-    Paragraph::new(Line::from(vec![
-        Span::styled("gcse ", Style::new().add_modifier(Modifier::BOLD)),
-        Span::raw(format!("· {} · {} · ", state.run, state.backend)),
-        Span::styled(state.status.clone(), Style::new().fg(Color::Yellow)),
-    ]))
+    let title = Span::styled("gcse ", Style::new().add_modifier(Modifier::BOLD));
+    let status = Span::styled(state.status.clone(), Style::new().fg(Color::Yellow));
+    let run = format!("{} · {}", state.run, state.backend);
+    let spans = match &state.work {
+        None => vec![title, Span::raw(format!("· {run} · ")), status],
+        Some(work) => vec![
+            title,
+            Span::raw("· "),
+            status,
+            Span::raw(" · "),
+            Span::styled(work.clone(), Style::new().fg(Color::Cyan)),
+            Span::raw(format!(" · {run}")),
+        ],
+    };
+    Paragraph::new(Line::from(spans))
 }
 
 /// `h:mm:ss` or `m:ss`.
@@ -425,6 +438,21 @@ mod tests {
             screen.contains("weights, last batch") && screen.contains("61"),
             "{screen}"
         );
+    }
+
+    #[test]
+    fn work_inside_the_run_shows_in_the_header_line() {
+        let mut state = sample_state();
+        state.status = "evaluating on the dev sets".into();
+        state.work = Some("128/2909 sentences (152/s, 18s left)".into());
+        let screen = text(&state, 150, 42);
+        let header = screen.lines().next().unwrap();
+        assert!(
+            header.contains("evaluating on the dev sets · 128/2909 sentences (152/s, 18s left)"),
+            "{screen}"
+        );
+        state.work = None;
+        assert!(!text(&state, 150, 42).contains("2909"));
     }
 
     #[test]

@@ -144,6 +144,11 @@ impl<'a, B: Backend> Embedder<'a, B> {
 }
 
 impl<B: Backend> Embedder<'_, B> {
+    /// The length of the vectors.
+    pub fn dim(&self) -> usize {
+        self.encoder.backbone.hidden_size()
+    }
+
     /// Embeds `sentences` in input order, advancing `progress` by one per
     /// sentence. Batches hold sentences of similar length.
     pub fn embed<S: AsRef<str>>(
@@ -151,39 +156,62 @@ impl<B: Backend> Embedder<'_, B> {
         sentences: &[S],
         progress: &ProgressBar,
     ) -> Result<Embeddings> {
+        let dim = self.dim();
+        let mut data = vec![0f32; sentences.len() * dim];
+        let truncated = self.embed_each(sentences, progress, |batch, values| {
+            for (k, &i) in batch.iter().enumerate() {
+                data[i * dim..(i + 1) * dim].copy_from_slice(&values[k * dim..(k + 1) * dim]);
+            }
+            Ok(())
+        })?;
+        Ok(Embeddings {
+            dim,
+            data,
+            truncated,
+        })
+    }
+
+    /// Embeds `sentences` batch by batch (similar lengths together): `each`
+    /// gets the indices of a batch's sentences and their vectors, row after
+    /// row (`[batch.len(), dim]`), so no more than a batch is held. Returns
+    /// how many sentences were cut to the model's length.
+    pub fn embed_each<S: AsRef<str>>(
+        &self,
+        sentences: &[S],
+        progress: &ProgressBar,
+        mut each: impl FnMut(&[usize], &mut [f32]) -> Result<()>,
+    ) -> Result<usize> {
         let encoded = self.tokenizer.encode(sentences)?;
         let lengths: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
-        let dim = self.encoder.backbone.hidden_size();
-        let mut data = vec![0f32; sentences.len() * dim];
         for batch in length_sorted_batches(&lengths, self.batch_size) {
             let rows: Vec<_> = batch.iter().map(|&i| &encoded[i]).collect();
             let tokens = TokenBatch::new(&rows, self.pad_id, &self.device);
             let vectors = self.encoder.forward(&tokens, self.pooling);
-            let values = vectors
+            let mut values = vectors
                 .into_data()
                 .to_vec::<f32>()
                 .map_err(|e| Error::Backend(format!("reading embeddings back: {e:?}")))?;
-            for (k, &i) in batch.iter().enumerate() {
-                data[i * dim..(i + 1) * dim].copy_from_slice(&values[k * dim..(k + 1) * dim]);
-            }
+            each(&batch, &mut values)?;
             progress.inc(batch.len() as u64);
         }
-        Ok(Embeddings {
-            dim,
-            data,
-            truncated: encoded.iter().filter(|e| e.truncated).count(),
-        })
+        Ok(encoded.iter().filter(|e| e.truncated).count())
     }
 }
 
 impl Embeddings {
     /// Scales every row to unit length (zero rows stay zero).
     pub fn normalize(&mut self) {
-        for row in self.data.chunks_mut(self.dim.max(1)) {
-            let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
-            if norm > 0.0 {
-                row.iter_mut().for_each(|v| *v /= norm);
-            }
+        normalize_rows(&mut self.data, self.dim);
+    }
+}
+
+/// Scales every row of `data` (rows of `dim`) to unit length; zero rows
+/// stay zero.
+pub fn normalize_rows(data: &mut [f32], dim: usize) {
+    for row in data.chunks_mut(dim.max(1)) {
+        let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            row.iter_mut().for_each(|v| *v /= norm);
         }
     }
 }

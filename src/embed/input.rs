@@ -1,8 +1,11 @@
-//! Reading sentences to embed: a text file (one sentence a line) or JSONL
-//! (a string field of each object, or a bare JSON string a line).
+//! Reading sentences to embed: a text file (one sentence a line), JSONL (a
+//! string field of each object, or a bare JSON string a line), or a column
+//! of a TSV/CSV file; any of them gzip-compressed (`.gz`).
 
 use std::path::Path;
 
+use crate::data::corpus::{read_rows, Column, Layout, SourceFormat};
+use crate::data::data_file::read_bytes;
 use crate::error::{Error, Result};
 
 /// How an input file is laid out.
@@ -12,16 +15,39 @@ pub enum InputFormat {
     Text,
     /// One JSON object (or string) a line.
     Jsonl,
+    /// Tab-separated columns.
+    Tsv,
+    /// Comma-separated columns (RFC 4180 quoting).
+    Csv,
 }
 
 impl InputFormat {
-    /// JSONL for `.jsonl`/`.json`/`.ndjson` files, text otherwise.
+    /// By the name, `.gz` aside: JSONL for `.jsonl`/`.json`/`.ndjson`, TSV,
+    /// CSV, else text.
     pub fn from_path(path: &Path) -> Self {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("jsonl" | "json" | "ndjson") => InputFormat::Jsonl,
-            _ => InputFormat::Text,
+        match crate::data::data_file::extension(path).as_deref() {
+            Some("json") => InputFormat::Jsonl,
+            _ => match SourceFormat::of_path(path) {
+                SourceFormat::Text => InputFormat::Text,
+                SourceFormat::Jsonl => InputFormat::Jsonl,
+                SourceFormat::Tsv => InputFormat::Tsv,
+                SourceFormat::Csv => InputFormat::Csv,
+            },
         }
     }
+}
+
+/// Where the sentence is in each record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputLayout {
+    /// The file's layout.
+    pub format: InputFormat,
+    /// The JSONL field.
+    pub field: String,
+    /// The TSV/CSV column.
+    pub column: Column,
+    /// Whether a TSV/CSV file starts with a header line.
+    pub header: bool,
 }
 
 /// Sentences read from a file, with where each came from.
@@ -36,32 +62,61 @@ pub struct InputSentences {
 }
 
 /// Reads `path`. Blank lines are skipped (and counted); a line that is not
-/// UTF-8, not JSON, or lacks `field` is an error naming the line.
-pub fn read_input(path: &Path, format: InputFormat, field: &str) -> Result<InputSentences> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+/// UTF-8, not JSON, or lacks the field or column is an error naming the
+/// line.
+pub fn read_input(path: &Path, layout: &InputLayout) -> Result<InputSentences> {
     let mut out = InputSentences::default();
-    let mut pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-    if pieces.last().is_some_and(|p| p.is_empty()) {
-        // The final newline ends the last line; it does not start a blank one.
-        pieces.pop();
-    }
-    for (i, raw) in pieces.into_iter().enumerate() {
-        let line_no = i + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let line =
-            std::str::from_utf8(raw).map_err(|_| Error::data(path, line_no, "not valid UTF-8"))?;
-        if line.trim().is_empty() {
-            out.skipped_blank += 1;
-            continue;
-        }
-        let text = match format {
-            InputFormat::Text => line.to_string(),
-            InputFormat::Jsonl => {
-                json_text(line, field).map_err(|m| Error::data(path, line_no, m))?
+    let table = match layout.format {
+        InputFormat::Tsv => Some(SourceFormat::Tsv),
+        InputFormat::Csv => Some(SourceFormat::Csv),
+        InputFormat::Text | InputFormat::Jsonl => None,
+    };
+    if let Some(format) = table {
+        let columns = [layout.column.clone()];
+        let rows = read_rows(
+            path,
+            &Layout {
+                format,
+                columns: &columns,
+                fields: &[],
+                header: layout.header,
+            },
+        )?;
+        for row in rows {
+            let mut cells = row.cells.map_err(|m| Error::data(path, row.line, m))?;
+            match cells.pop() {
+                Some(text) => {
+                    out.texts.push(text);
+                    out.lines.push(row.line);
+                }
+                None => out.skipped_blank += 1,
             }
-        };
-        out.texts.push(text);
-        out.lines.push(line_no);
+        }
+    } else {
+        let bytes = read_bytes(path)?;
+        let mut pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+        if pieces.last().is_some_and(|p| p.is_empty()) {
+            // The final newline ends the last line; it does not start a blank one.
+            pieces.pop();
+        }
+        for (i, raw) in pieces.into_iter().enumerate() {
+            let line_no = i + 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = std::str::from_utf8(raw)
+                .map_err(|_| Error::data(path, line_no, "not valid UTF-8"))?;
+            if line.trim().is_empty() {
+                out.skipped_blank += 1;
+                continue;
+            }
+            let text = match layout.format {
+                InputFormat::Jsonl => {
+                    json_text(line, &layout.field).map_err(|m| Error::data(path, line_no, m))?
+                }
+                _ => line.to_string(),
+            };
+            out.texts.push(text);
+            out.lines.push(line_no);
+        }
     }
     if out.texts.is_empty() {
         return Err(Error::data(path, 1, "no sentences in this file"));

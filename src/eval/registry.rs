@@ -63,7 +63,7 @@ pub fn check_selection(select_by: &str, tasks: &[String]) -> std::result::Result
         _ => Selection::parse(select_by),
     };
     let task = canonical(&selection.task)?;
-    if !tasks.iter().any(|t| *t == task) {
+    if !tasks.contains(&task) {
         return Err(format!(
             "`eval.select_by` (\"{select_by}\") must be one of `eval.tasks`"
         ));

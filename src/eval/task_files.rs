@@ -2,12 +2,13 @@
 //! (a name ending in `.gz`), JSONL records or tab-separated rows, every error
 //! naming the file and line at fault.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
 use crate::data::corpus::expand_data_path;
+use crate::data::data_file::extension;
+pub use crate::data::data_file::read_text;
 use crate::error::{Error, Result};
 
 /// A task's file or directory as `eval.tasks` names it after its prefix
@@ -33,32 +34,10 @@ pub fn column_of(path: &Path) -> String {
     }
 }
 
-/// The text of `path`, decompressed when its name ends in `.gz`.
-pub fn read_text(path: &Path) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut bytes = Vec::new();
-    let read = if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::MultiGzDecoder::new(file).read_to_end(&mut bytes)
-    } else {
-        std::io::BufReader::new(file).read_to_end(&mut bytes)
-    };
-    read.map_err(|e| Error::io(path, e))?;
-    String::from_utf8(bytes).map_err(|e| {
-        let line = e.as_bytes()[..e.utf8_error().valid_up_to()]
-            .iter()
-            .filter(|&&b| b == b'\n')
-            .count()
-            + 1;
-        Error::data(path, line, "not valid UTF-8")
-    })
-}
-
 /// Whether `path` holds JSONL (by its name, `.gz` aside) rather than
 /// tab-separated rows.
 pub fn is_jsonl(path: &Path) -> bool {
-    let name = path.to_string_lossy();
-    let name = name.strip_suffix(".gz").unwrap_or(&name);
-    name.ends_with(".jsonl") || name.ends_with(".json")
+    matches!(extension(path).as_deref(), Some("jsonl" | "json"))
 }
 
 /// One non-blank line of a file: its 1-based number and its text.

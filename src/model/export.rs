@@ -68,23 +68,45 @@ const TOKENIZER_FILES: &[&str] = &[
 /// config.json (the source model's), tokenizer files, model.safetensors
 /// (BertModel names; the `cls` MLP as `pooler.dense`), the sentence-
 /// transformers modules describing `meta.pooling` (CLS or mean pooling, plus
-/// a tanh Dense layer for `cls`), and gcse.json. `avg_first_last` and
-/// `avg_top2` have no sentence-transformers module: those folders are plain
-/// Hugging Face folders plus gcse.json. The folder replaces `out` atomically.
+/// a tanh Dense layer for `cls`, and `config_sentence_transformers.json`),
+/// gcse.json, and each of `extra` (name, text), such as a model card.
+/// `avg_first_last` and `avg_top2` have no sentence-transformers module:
+/// those folders are plain Hugging Face folders plus gcse.json, which gcse
+/// reads (see [`sentence_transformers_pooling`]). The folder replaces
+/// `out` atomically.
 pub fn write_model_folder<B: Backend>(
     encoder: &SentenceEncoder<B>,
     source: &Path,
     out: &Path,
     meta: &FolderMeta,
+    extra: &[(&str, String)],
 ) -> Result<()> {
     remove_stale_temporaries(out);
     let tmp = temp_sibling(out);
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = fill_folder(encoder, source, &tmp, meta).and_then(|()| replace_dir(&tmp, out));
+    let result = fill_folder(encoder, source, &tmp, meta)
+        .and_then(|()| {
+            extra.iter().try_for_each(|(name, text)| {
+                let path = tmp.join(name);
+                std::fs::write(&path, text).map_err(|e| Error::io(&path, e))
+            })
+        })
+        .and_then(|()| replace_dir(&tmp, out));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     result
+}
+
+/// The sentence-transformers Pooling mode of `pooling`: `cls` (with the
+/// Dense layer of the MLP for [`Pooling::Cls`]) or `mean`; none for
+/// `avg_first_last` and `avg_top2`, which need hidden states of two layers.
+pub fn sentence_transformers_pooling(pooling: Pooling) -> Option<&'static str> {
+    match pooling {
+        Pooling::Cls | Pooling::ClsBeforePooler => Some("cls"),
+        Pooling::Avg => Some("mean"),
+        Pooling::AvgFirstLast | Pooling::AvgTop2 => None,
+    }
 }
 
 fn fill_folder<B: Backend>(
@@ -123,12 +145,7 @@ fn fill_folder<B: Backend>(
     }
     write_hf_weights(encoder, &dir.join("model.safetensors"))?;
     let hidden = encoder.backbone.hidden_size();
-    let pooling_mode = match meta.pooling {
-        Pooling::Cls | Pooling::ClsBeforePooler => Some("cls"),
-        Pooling::Avg => Some("mean"),
-        Pooling::AvgFirstLast | Pooling::AvgTop2 => None,
-    };
-    if let Some(mode) = pooling_mode {
+    if let Some(mode) = sentence_transformers_pooling(meta.pooling) {
         let mut modules = vec![
             serde_json::json!({"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}),
             serde_json::json!({"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}),
@@ -170,6 +187,15 @@ fn fill_folder<B: Backend>(
         write_json(
             &dir.join("modules.json"),
             &serde_json::Value::Array(modules),
+        )?;
+        write_json(
+            &dir.join("config_sentence_transformers.json"),
+            &serde_json::json!({
+                "model_type": "SentenceTransformer",
+                "prompts": {},
+                "default_prompt_name": null,
+                "similarity_fn_name": "cosine",
+            }),
         )?;
     }
     write_json(&dir.join("gcse.json"), meta)

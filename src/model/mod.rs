@@ -1,6 +1,7 @@
 //! The sentence encoder: architecture, weights, pooling, checkpoint loading.
 
 pub mod bert;
+pub mod card;
 pub mod config;
 pub mod cpu_layer;
 pub mod encoder;

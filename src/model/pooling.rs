@@ -120,9 +120,10 @@ impl FromStr for Pooling {
     }
 }
 
-/// The pooling a model directory declares: a sentence-transformers
-/// `1_Pooling/config.json` (mean → `avg`, CLS → `cls_before_pooler`) or a
-/// gcse export's `gcse.json`; None when it declares none we can follow.
+/// The pooling a model directory declares: a gcse export's `gcse.json`, or
+/// the config of the sentence-transformers pooling module (the one
+/// `modules.json` lists, else `1_Pooling/`; mean → `avg`, CLS →
+/// `cls_before_pooler`); None when it declares none we can follow.
 pub fn declared_pooling(dir: &std::path::Path) -> Option<Pooling> {
     let read = |p: std::path::PathBuf| -> Option<serde_json::Value> {
         serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
@@ -130,7 +131,11 @@ pub fn declared_pooling(dir: &std::path::Path) -> Option<Pooling> {
     if let Some(v) = read(dir.join("gcse.json")) {
         return v.get("pooling")?.as_str()?.parse().ok();
     }
-    let v = read(dir.join("1_Pooling").join("config.json"))?;
+    let module = pooling_module_dirs(dir)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "1_Pooling".into());
+    let v = read(dir.join(module).join("config.json"))?;
     let on = |key: &str| v.get(key).and_then(|x| x.as_bool()).unwrap_or(false);
     let others = [
         "pooling_mode_max_tokens",
@@ -146,4 +151,28 @@ pub fn declared_pooling(dir: &std::path::Path) -> Option<Pooling> {
         (false, true) => Some(Pooling::ClsBeforePooler),
         _ => None,
     }
+}
+
+/// The folders of the `Pooling` modules a sentence-transformers
+/// `modules.json` in `dir` lists (relative paths inside `dir`; none when the
+/// file is missing or unreadable).
+pub fn pooling_module_dirs(dir: &std::path::Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(dir.join("modules.json")) else {
+        return Vec::new();
+    };
+    let Ok(serde_json::Value::Array(modules)) = serde_json::from_str(&text) else {
+        return Vec::new();
+    };
+    modules
+        .iter()
+        .filter(|m| m["type"].as_str().is_some_and(|t| t.ends_with(".Pooling")))
+        .filter_map(|m| m["path"].as_str())
+        .filter(|p| {
+            !p.is_empty()
+                && std::path::Path::new(p)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+        })
+        .map(str::to_string)
+        .collect()
 }

@@ -443,7 +443,7 @@ mod tests {
         ];
         let mixed = teacher_matrix(&groups, &[0, 1], 0.25);
         // Group a: cos(0, 1) = (0 + 1) / 2; group b: -1.
-        let expected = 0.25 * 0.5 + 0.75 * -1.0;
+        let expected = 0.25 * 0.5 - 0.75;
         assert!((mixed[1] - expected).abs() < 1e-12, "{mixed:?}");
         assert!((mixed[2] - expected).abs() < 1e-12);
         assert!((mixed[0] - 1.0).abs() < 1e-12);

@@ -9,6 +9,7 @@ use super::simcse::Simcse;
 use super::stats::StatsPanel;
 use super::{parse_section, section_of, Objective};
 use crate::config::{located, ObjectiveSection, TrainConfig};
+use crate::overrides::Override;
 use crate::error::{Error, Result};
 
 use std::path::Path;
@@ -70,16 +71,52 @@ pub const DEFAULT: &str = <Simcse as Objective>::NAME;
 /// read with.
 pub fn read(path: &Path) -> Result<TrainConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_shared(&text, path)
+    parse_shared(&text, path, &[])
 }
 
-fn parse_shared(text: &str, path: &Path) -> Result<TrainConfig> {
+/// Parses the shared sections of `text` with `overrides` set on it first;
+/// an error of a file given overrides lists their keys.
+fn parse_shared(text: &str, path: &Path, overrides: &[Override]) -> Result<TrainConfig> {
     let mut table: toml::Table = toml::from_str(text).map_err(|e| Error::Config {
         path: path.to_path_buf(),
         message: e.to_string().trim_end().to_string(),
     })?;
     upgrade(&mut table);
-    TrainConfig::from_table(table, text, path, DEFAULT)
+    for o in overrides {
+        o.apply(&mut table).map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
+    }
+    TrainConfig::from_table(table, text, path, DEFAULT).map_err(|e| with_overrides(e, overrides))
+}
+
+/// `error` told apart from the file when `overrides` were given: a message
+/// about a key an override set names the override, not a line of the file;
+/// any other lists the keys set.
+fn with_overrides(error: Error, overrides: &[Override]) -> Error {
+    match error {
+        Error::Config { path, message } if !overrides.is_empty() => {
+            let rest = match message.split_once(": ") {
+                Some((line, rest)) if line.starts_with("line ") => rest,
+                _ => message.as_str(),
+            };
+            let key = rest
+                .strip_prefix('`')
+                .and_then(|r| r.split_once('`'))
+                .map(|(key, _)| key);
+            let set = overrides.iter().rev().find(|o| Some(o.dotted().as_str()) == key);
+            let message = match set {
+                Some(o) => format!("{rest} (from --set {}={})", o.dotted(), o.value),
+                None => {
+                    let keys: Vec<String> = overrides.iter().map(Override::dotted).collect();
+                    format!("{message} (with --set {})", keys.join(", "))
+                }
+            };
+            Error::Config { path, message }
+        }
+        other => other,
+    }
 }
 
 /// Files written before objectives were plug-ins chose one with `stage =
@@ -103,19 +140,30 @@ fn upgrade(table: &mut toml::Table) {
 /// it against this build's evaluation tasks and objectives; the objective's
 /// section gets every default written out.
 pub fn parse(text: &str, path: &Path) -> Result<TrainConfig> {
-    let mut config = parse_shared(text, path)?;
+    parse_with(text, path, &[])
+}
+
+/// [`parse`] with `overrides` (`--set`) set on the file first.
+pub fn parse_with(text: &str, path: &Path, overrides: &[Override]) -> Result<TrainConfig> {
+    let mut config = parse_shared(text, path, overrides)?;
     let checked = config
         .check_tasks()
         .and_then(|_| dispatch(&config.objective, Normalise(&config)))
         .and_then(|r| r);
-    config.objective = checked.map_err(|message| located(path, text, message))?;
+    config.objective = checked
+        .map_err(|message| with_overrides(located(path, text, message), overrides))?;
     Ok(config)
 }
 
 /// Reads an experiment file and checks its objective.
 pub fn load(path: &Path) -> Result<TrainConfig> {
+    load_with(path, &[])
+}
+
+/// [`load`] with `overrides` (`--set`) set on the file first.
+pub fn load_with(path: &Path, overrides: &[Override]) -> Result<TrainConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse(&text, path)
+    parse_with(&text, path, overrides)
 }
 
 struct Panel;

@@ -1,10 +1,14 @@
 //! The OpenAI-compatible HTTP backend: chat or plain completions from
 //! Ollama, vLLM, the llama.cpp server, LM Studio or a hosted API, spread
 //! over a pool of endpoints, with a per-request timeout and bounded retries
-//! (exponential backoff, or the server's `Retry-After`) on 408, 429, 5xx,
-//! timeouts and dropped connections.
+//! (exponential backoff with jitter, or the server's `Retry-After`) on 408,
+//! 429, 5xx, timeouts and dropped connections. A server that rejects
+//! request after request with the same 4xx answer stops the run (a setting
+//! it does not accept fails every request alike); one that asks for
+//! `max_completion_tokens` instead of `max_tokens` gets it from then on.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -13,6 +17,7 @@ use serde_json::{json, Value};
 use super::answers::Answer;
 use super::llm::{Llm, LlmError, Request};
 use crate::check;
+use crate::rng::SplitMix64;
 use crate::error::{Error, Result};
 
 /// Which OpenAI endpoint requests go to.
@@ -60,6 +65,31 @@ pub struct HttpConfig {
     /// (`response_format`; not every server supports it).
     #[serde(default)]
     pub json_mode: bool,
+    /// The name of the answer-length limit: `max_tokens` (most servers) or
+    /// `max_completion_tokens` (OpenAI's newer models). A server whose error
+    /// asks for the other name gets it from then on.
+    #[serde(default)]
+    pub token_limit: TokenLimit,
+}
+
+/// How requests name the answer-length limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenLimit {
+    /// `max_tokens`.
+    #[default]
+    MaxTokens,
+    /// `max_completion_tokens`.
+    MaxCompletionTokens,
+}
+
+impl TokenLimit {
+    fn key(self) -> &'static str {
+        match self {
+            TokenLimit::MaxTokens => "max_tokens",
+            TokenLimit::MaxCompletionTokens => "max_completion_tokens",
+        }
+    }
 }
 
 /// The longest `timeout_s` accepted: a day.
@@ -125,12 +155,21 @@ fn default_backoff() -> f64 {
 /// The longest wait between two attempts, whatever `Retry-After` says.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// How many requests in a row may fail with the same 4xx answer before the
+/// run stops.
+pub const SAME_REJECTIONS: usize = 5;
+
 /// An OpenAI-compatible server pool.
 pub struct HttpLlm {
     config: HttpConfig,
     key: Option<String>,
     agent: ureq::Agent,
     turn: AtomicUsize,
+    /// Set once a server asked for `max_completion_tokens`.
+    completion_tokens: AtomicBool,
+    /// The last rejection (status and message) and how many requests in a
+    /// row got it.
+    rejections: Mutex<(String, usize)>,
 }
 
 /// How one attempt ended, when not with an answer.
@@ -142,6 +181,8 @@ enum Attempt {
     Unreachable(String),
     /// This request cannot succeed.
     Failed(String),
+    /// The server refused this request (a 4xx status).
+    Rejected(String),
     /// No request can succeed.
     Fatal(String),
 }
@@ -164,11 +205,23 @@ impl HttpLlm {
             .build()
             .into();
         Ok(HttpLlm {
+            completion_tokens: AtomicBool::new(
+                config.token_limit == TokenLimit::MaxCompletionTokens,
+            ),
             config,
             key,
             agent,
             turn: AtomicUsize::new(0),
+            rejections: Mutex::new((String::new(), 0)),
         })
+    }
+
+    fn token_limit(&self) -> TokenLimit {
+        if self.completion_tokens.load(Ordering::Relaxed) {
+            TokenLimit::MaxCompletionTokens
+        } else {
+            TokenLimit::MaxTokens
+        }
     }
 
     fn body(&self, request: &Request) -> Value {
@@ -177,9 +230,9 @@ impl HttpLlm {
             "model": self.config.model,
             "temperature": s.temperature,
             "top_p": s.top_p,
-            "max_tokens": s.max_tokens,
             "stream": false,
         });
+        body[self.token_limit().key()] = json!(s.max_tokens);
         match self.config.api {
             Api::Chat => {
                 body["messages"] = json!([{"role": "user", "content": request.prompt}]);
@@ -261,9 +314,43 @@ impl HttpLlm {
                 .map_err(|e| Attempt::Retry(format!("{url}: {e}"), None)),
             408 | 409 | 425 | 429 | 500..=599 => Err(Attempt::Retry(reason(), retry_after)),
             401 | 403 | 404 => Err(Attempt::Fatal(reason())),
-            _ => Err(Attempt::Failed(reason())),
+            400 if asks_for_completion_tokens(&text)
+                && !self.completion_tokens.swap(true, Ordering::Relaxed) =>
+            {
+                Err(Attempt::Retry(reason(), Some(Duration::ZERO)))
+            }
+            _ => Err(Attempt::Rejected(reason())),
         }
     }
+
+    /// Counts `reason` (a 4xx answer) against the requests before: the
+    /// same answer [`SAME_REJECTIONS`] times in a row stops the run.
+    fn rejected(&self, reason: String) -> LlmError {
+        let mut last = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
+        let message = reason.split_once(": HTTP ").map_or(reason.as_str(), |(_, m)| m);
+        if last.0 == message {
+            last.1 += 1;
+        } else {
+            *last = (message.to_string(), 1);
+        }
+        if last.1 >= SAME_REJECTIONS {
+            LlmError::Fatal(format!(
+                "{} requests in a row were rejected alike, so every request would be: {reason} \
+                 (a setting of [llm.http] or [sampling] the server does not accept?)",
+                last.1
+            ))
+        } else {
+            LlmError::Failed(reason)
+        }
+    }
+}
+
+/// Whether an error body asks for `max_completion_tokens` in place of
+/// `max_tokens` (OpenAI: "Unsupported parameter: 'max_tokens' ... Use
+/// 'max_completion_tokens' instead.").
+fn asks_for_completion_tokens(body: &str) -> bool {
+    let message = error_message(body);
+    message.contains("max_completion_tokens") && message.contains("max_tokens")
 }
 
 impl Llm for HttpLlm {
@@ -276,16 +363,19 @@ impl Llm for HttpLlm {
     }
 
     fn complete(&self, request: &Request) -> std::result::Result<Answer, LlmError> {
-        let body = self.body(request);
         let endpoints = &self.config.endpoints;
         let first = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut last = String::new();
         let mut connected = false;
         for attempt in 0..=self.config.retries {
             let endpoint = &endpoints[(first + attempt as usize) % endpoints.len()];
-            let (reason, wait) = match self.attempt(endpoint, &body) {
-                Ok(answer) => return Ok(answer),
+            let (reason, wait) = match self.attempt(endpoint, &self.body(request)) {
+                Ok(answer) => {
+                    self.rejections.lock().unwrap_or_else(|e| e.into_inner()).1 = 0;
+                    return Ok(answer);
+                }
                 Err(Attempt::Failed(reason)) => return Err(LlmError::Failed(reason)),
+                Err(Attempt::Rejected(reason)) => return Err(self.rejected(reason)),
                 Err(Attempt::Fatal(reason)) => return Err(LlmError::Fatal(reason)),
                 Err(Attempt::Unreachable(reason)) => (reason, None),
                 Err(Attempt::Retry(reason, wait)) => {
@@ -295,9 +385,11 @@ impl Llm for HttpLlm {
             };
             last = reason;
             if attempt < self.config.retries {
-                let backoff = capped_seconds(self.config.backoff_s * 2f64.powi(attempt as i32))
-                    .unwrap_or(MAX_BACKOFF);
-                std::thread::sleep(wait.map_or(backoff, |w| w.max(backoff)));
+                std::thread::sleep(match wait {
+                    Some(Duration::ZERO) => Duration::ZERO,
+                    Some(w) => w.max(self.backoff(attempt)),
+                    None => self.backoff(attempt),
+                });
             }
         }
         let attempts = self.config.retries + 1;
@@ -309,6 +401,37 @@ impl Llm for HttpLlm {
             LlmError::Fatal(format!("no endpoint could be reached: {reason}"))
         })
     }
+}
+
+impl HttpLlm {
+    /// The wait before retry `attempt + 1`: `backoff_s` doubled per attempt,
+    /// at most [`MAX_BACKOFF`], then jittered to between half and all of it
+    /// so that requests that failed together do not come back together.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let full = capped_seconds(self.config.backoff_s * 2f64.powi(attempt as i32))
+            .unwrap_or(MAX_BACKOFF);
+        full.mul_f64(0.5 + 0.5 * jitter())
+    }
+}
+
+/// A number in [0, 1) that differs from call to call and thread to thread:
+/// [`SplitMix64`] per thread, seeded from the clock and the thread.
+fn jitter() -> f64 {
+    thread_local! {
+        static RNG: std::cell::RefCell<SplitMix64> = std::cell::RefCell::new(SplitMix64::derived(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
+            &[thread_hash()],
+        ));
+    }
+    fn thread_hash() -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::thread::current().id().hash(&mut hasher);
+        hasher.finish()
+    }
+    RNG.with(|rng| (rng.borrow_mut().next_u64() >> 11) as f64 / (1u64 << 53) as f64)
 }
 
 /// `seconds` as a wait of at most [`MAX_BACKOFF`]; `None` for a negative
@@ -357,5 +480,39 @@ fn clip(text: &str) -> String {
     match one_line.char_indices().nth(200) {
         Some((cut, _)) => format!("{}...", &one_line[..cut]),
         None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_jittered_between_half_and_all_of_it() {
+        let llm = HttpLlm::new(HttpConfig {
+            endpoints: vec!["http://127.0.0.1:9/v1".into()],
+            model: "m".into(),
+            api_key_env: None,
+            api: Api::Chat,
+            in_flight: 1,
+            timeout_s: 1.0,
+            retries: 3,
+            backoff_s: 1.0,
+            json_mode: false,
+            token_limit: TokenLimit::MaxTokens,
+        })
+        .unwrap();
+        for attempt in 0..8u32 {
+            let full = (2f64.powi(attempt as i32)).min(60.0);
+            let waits: Vec<f64> = (0..200).map(|_| llm.backoff(attempt).as_secs_f64()).collect();
+            assert!(
+                waits.iter().all(|&w| w >= full / 2.0 && w <= full),
+                "attempt {attempt}: {waits:?}"
+            );
+            let (lo, hi) = waits
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(a, b), &w| (a.min(w), b.max(w)));
+            assert!(hi - lo > full * 0.2, "attempt {attempt}: spread {lo}..{hi}");
+        }
     }
 }

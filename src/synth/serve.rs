@@ -5,12 +5,20 @@
 //! tested against a real model on loopback.
 //!
 //! Error bodies have OpenAI's shape: a request for another model gets 404,
-//! a malformed body or a prompt the model cannot take 400, a request beyond
-//! `max_queue` waiting 503 with `Retry-After`, and a backend failure 500.
+//! a malformed body, `stream: true` or a prompt the model cannot take 400,
+//! a request beyond `max_queue` waiting 503 with `Retry-After`, and a
+//! backend failure 500. What a client can make the server hold is bounded:
+//! the request line and headers ([`MAX_HEAD`], else 431), the body
+//! ([`MAX_BODY`], else 413), connections (`max_connections`, else 503 and
+//! the connection closed) and the time a connection may sit silent or take
+//! to send a request (`read_timeout`, then 408 or, between requests, a
+//! quiet close). An answer cut at `max_tokens` says `finish_reason:
+//! "length"`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -39,16 +47,75 @@ impl HttpRequest {
 
 /// The largest request body read (a prompt of a few hundred thousand
 /// characters), so that a client cannot make the server allocate at will.
-const MAX_BODY: usize = 4 << 20;
+pub const MAX_BODY: usize = 4 << 20;
+
+/// The most bytes of request line and headers read.
+pub const MAX_HEAD: usize = 64 << 10;
+
+/// Why a request could not be read: the status to answer with (none: close
+/// without a word) and the message.
+#[derive(Debug)]
+pub struct ReadError {
+    /// 400, 408, 413 or 431; `None` when the connection is simply done.
+    pub status: Option<u16>,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl ReadError {
+    fn new(status: u16, message: impl Into<String>) -> Self {
+        Self {
+            status: Some(status),
+            message: message.into(),
+        }
+    }
+
+    /// An I/O error while reading: a timeout is 408, anything else ends
+    /// the connection.
+    fn io(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
+                Self::new(408, "the request did not arrive in time")
+            }
+            _ => Self {
+                status: None,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// Reads one line of the head, counting it against `left`.
+fn head_line(reader: &mut impl BufRead, line: &mut String, left: &mut usize) -> Result<usize, ReadError> {
+    line.clear();
+    let n = reader
+        .by_ref()
+        .take(*left as u64)
+        .read_line(line)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::InvalidData => ReadError::new(400, "the head is not UTF-8"),
+            _ => ReadError::io(e),
+        })?;
+    *left -= n;
+    if *left == 0 && !line.ends_with('\n') {
+        return Err(ReadError::new(431, "the request line and headers are too large"));
+    }
+    Ok(n)
+}
 
 /// Reads one request off a connection: `Ok(None)` when the client closed
-/// it, an error when what came was not HTTP/1.1 with a `content-length`
-/// body (chunked bodies are not taken).
-pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<HttpRequest>> {
-    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+/// it or sat silent past the read timeout between requests, an error when
+/// what came was not HTTP/1.1 with a `content-length` body (chunked bodies
+/// are not taken) or broke a bound.
+pub fn read_request(reader: &mut impl BufRead) -> Result<Option<HttpRequest>, ReadError> {
+    let bad = |what: &str| ReadError::new(400, what);
+    let mut left = MAX_HEAD;
     let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(None);
+    match head_line(reader, &mut line, &mut left) {
+        Ok(0) => return Ok(None),
+        Ok(_) => {}
+        Err(ReadError { status: Some(408), .. }) => return Ok(None),
+        Err(e) => return Err(e),
     }
     let mut words = line.split_whitespace();
     let (Some(method), Some(path)) = (words.next(), words.next()) else {
@@ -57,8 +124,7 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<HttpReq
     let (method, path) = (method.to_string(), path.to_string());
     let mut headers = Vec::new();
     loop {
-        line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        if head_line(reader, &mut line, &mut left)? == 0 {
             return Err(bad("the headers did not end"));
         }
         let trimmed = line.trim_end();
@@ -80,16 +146,14 @@ pub fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<HttpReq
         return Err(bad("chunked bodies are not taken"));
     }
     let length = match request.header("content-length") {
-        Some(v) => v
-            .parse::<usize>()
-            .map_err(|_| bad("a bad content-length"))?,
+        Some(v) => v.parse::<usize>().map_err(|_| bad("a bad content-length"))?,
         None => 0,
     };
     if length > MAX_BODY {
-        return Err(bad("the body is too large"));
+        return Err(ReadError::new(413, "the body is too large"));
     }
     request.body = vec![0; length];
-    reader.read_exact(&mut request.body)?;
+    reader.read_exact(&mut request.body).map_err(ReadError::io)?;
     Ok(Some(request))
 }
 
@@ -119,6 +183,9 @@ fn reason(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",
         _ => "",
@@ -132,15 +199,39 @@ pub struct ServeOptions {
     pub model: String,
     /// Requests waiting or running beyond which new ones get 503.
     pub max_queue: usize,
+    /// Connections open at once beyond which a new one gets 503 and is
+    /// closed.
+    pub max_connections: usize,
+    /// How long a connection may be silent, or take to send a request.
+    pub read_timeout: Duration,
 }
 
 /// Serves `llm` on `listener` until the process ends.
 pub fn serve(listener: TcpListener, llm: &(dyn Llm + Sync), options: &ServeOptions) {
     let waiting = AtomicUsize::new(0);
+    let open = AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for stream in listener.incoming().flatten() {
-            let waiting = &waiting;
-            scope.spawn(move || connection(stream, llm, options, waiting));
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(options.read_timeout));
+            let _ = stream.set_write_timeout(Some(options.read_timeout));
+            if open.fetch_add(1, Ordering::SeqCst) >= options.max_connections {
+                open.fetch_sub(1, Ordering::SeqCst);
+                scope.spawn(move || {
+                    let _ = write_response(
+                        &mut stream,
+                        503,
+                        &error_body("too many connections; retry later"),
+                        &[("retry-after", "1"), ("connection", "close")],
+                    );
+                    close_after_reply(stream);
+                });
+                continue;
+            }
+            let (waiting, open) = (&waiting, &open);
+            scope.spawn(move || {
+                connection(stream, llm, options, waiting);
+                open.fetch_sub(1, Ordering::SeqCst);
+            });
         }
     });
 }
@@ -160,14 +251,18 @@ fn connection(
     loop {
         let request = match read_request(&mut reader) {
             Ok(Some(request)) => request,
-            Ok(None) => return,
-            Err(e) => {
+            Ok(None) | Err(ReadError { status: None, .. }) => return,
+            Err(ReadError {
+                status: Some(status),
+                message,
+            }) => {
                 let _ = write_response(
                     &mut writer,
-                    400,
-                    &error_body(&e.to_string()),
+                    status,
+                    &error_body(&message),
                     &[("connection", "close")],
                 );
+                close_after_reply(writer);
                 return;
             }
         };
@@ -175,6 +270,22 @@ fn connection(
         let headers: &[(&str, &str)] = if retry { &[("retry-after", "1")] } else { &[] };
         if write_response(&mut writer, status, &body, headers).is_err() {
             return;
+        }
+    }
+}
+
+/// Closes a connection the server stopped reading: its side is shut, then
+/// what the client still sends is read and dropped for a moment, so that
+/// the close does not reset the connection before the reply is read.
+fn close_after_reply(mut stream: TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut sink = [0u8; 8192];
+    let mut left = MAX_BODY;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
 }
@@ -222,6 +333,13 @@ fn respond(
             );
         }
     }
+    if body["stream"].as_bool() == Some(true) {
+        return (
+            400,
+            error_body("streaming is not supported by this server; send \"stream\": false"),
+            false,
+        );
+    }
     let llm_request = match parse_request(&body, chat) {
         Ok(r) => r,
         Err(message) => return (400, error_body(&message), false),
@@ -234,10 +352,14 @@ fn respond(
     waiting.fetch_sub(1, Ordering::SeqCst);
     match outcome {
         Ok(answer) => {
+            let cut = answer
+                .completion_tokens
+                .is_some_and(|n| n >= llm_request.sampling.max_tokens);
+            let finish = if cut { "length" } else { "stop" };
             let choice = if chat {
-                json!({"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": "stop"})
+                json!({"index": 0, "message": {"role": "assistant", "content": answer.text}, "finish_reason": finish})
             } else {
-                json!({"index": 0, "text": answer.text, "finish_reason": "stop"})
+                json!({"index": 0, "text": answer.text, "finish_reason": finish})
             };
             let (prompt, completion) = (
                 answer.prompt_tokens.unwrap_or(0),
@@ -295,7 +417,10 @@ fn parse_request(body: &Value, chat: bool) -> Result<Request, String> {
             .collect::<Result<_, _>>()?,
         _ => return Err("stop must be a string or an array of strings".into()),
     };
-    let max_tokens = number("max_tokens", 256.0)?;
+    let max_tokens = match &body["max_tokens"] {
+        Value::Null => number("max_completion_tokens", 256.0)?,
+        _ => number("max_tokens", 256.0)?,
+    };
     if !(1.0..=u32::MAX as f64).contains(&max_tokens) {
         return Err("max_tokens must be a positive integer".into());
     }

@@ -15,6 +15,8 @@ use crate::error::{Error, Result};
 use crate::eval::evaluator::{DevTitles, TaskResult};
 use crate::json_file::{read_jsonl_lenient, JsonlAppender};
 use crate::objective::stats::{Stats, StatsPanel};
+use crate::run_dir::RunDir;
+use crate::train::tfevents::EventsFile;
 
 /// One line of the metrics log.
 #[derive(Debug, Clone, PartialEq)]
@@ -294,9 +296,11 @@ impl<'de> Deserialize<'de> for LogEntry {
     }
 }
 
-/// An open metrics log.
+/// An open metrics log, and its TensorBoard twin beside it
+/// ([`RunDir::EVENTS`]).
 pub struct MetricsLog {
     out: JsonlAppender,
+    events: EventsFile,
 }
 
 impl MetricsLog {
@@ -319,14 +323,20 @@ impl MetricsLog {
         if kept != text {
             write_atomic(path, |w| w.write_all(kept.as_bytes()))?;
         }
+        let entries: Vec<LogEntry> = kept
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect();
         Ok(Self {
             out: JsonlAppender::open(path)?,
+            events: EventsFile::create(&path.with_file_name(RunDir::EVENTS), &entries)?,
         })
     }
 
-    /// Appends one entry.
+    /// Appends one entry (and its events).
     pub fn write(&mut self, entry: &LogEntry) -> Result<()> {
-        self.out.append(entry)
+        self.out.append(entry)?;
+        self.events.append(entry)
     }
 }
 

@@ -10,6 +10,7 @@ pub mod run;
 pub mod schedule;
 pub mod step;
 pub mod student;
+pub mod tfevents;
 
 /// The metrics the loop reports to its renderer: their names and the
 /// updates that carry them.

@@ -517,7 +517,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             max_len: self.config.model.max_len,
             provenance,
         };
-        write_model_folder(encoder, &self.model_dir, &self.run.best(), &meta)
+        write_model_folder(encoder, &self.model_dir, &self.run.best(), &meta, &[])
     }
 }
 

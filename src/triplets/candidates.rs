@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{id_field, json_object, origin_field, read_records, text_field, Origin};
 use crate::data::corpus::OnBadLine;
+use crate::data::data_file::read_text;
 use crate::error::{Error, Result};
 
 /// One synthetic sentence and how it was made.
@@ -128,14 +129,7 @@ impl CandidateSpec {
         for split in &self.splits {
             let read = |name: &str| -> Result<(PathBuf, Vec<String>)> {
                 let p = dir.join(format!("{name}.{split}"));
-                let bytes = std::fs::read(&p).map_err(|e| Error::io(&p, e))?;
-                let text = String::from_utf8(bytes).map_err(|e| {
-                    let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count();
-                    Error::data(&p, line, "not valid UTF-8")
-                })?;
+                let text = read_text(&p)?;
                 Ok((p, text.lines().map(|l| l.trim().to_string()).collect()))
             };
             let (_, premises) = read("s1")?;

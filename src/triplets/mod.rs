@@ -35,7 +35,7 @@ pub(crate) fn read_records<T>(
     parse: impl Fn(&str) -> std::result::Result<T, String>,
     id_of: impl Fn(&T) -> &str,
 ) -> crate::Result<(Vec<T>, usize)> {
-    let bytes = std::fs::read(path).map_err(|e| crate::Error::io(path, e))?;
+    let bytes = crate::data::data_file::read_bytes(path)?;
     let (mut records, mut skipped) = (Vec::new(), 0);
     for (line_no, line) in utf8_lines(&bytes) {
         let parsed = line

@@ -322,3 +322,39 @@ fn gcse_filter_writes_triplets_and_a_report_and_names_bad_lines() {
         "one good source is too few: {stderr}"
     );
 }
+
+#[test]
+fn version_names_the_built_features_and_help_the_environment() {
+    let (ok, out, err) = gcse(&["--version"]);
+    assert!(ok, "{err}");
+    let features = [
+        ("openblas", cfg!(feature = "openblas")),
+        ("cuda", cfg!(feature = "cuda")),
+        ("llama", cfg!(feature = "llama")),
+    ];
+    let listed = out
+        .split("features: ")
+        .nth(1)
+        .and_then(|rest| rest.split(';').next())
+        .unwrap_or_else(|| panic!("no feature list in {out:?}"));
+    for (name, built) in features {
+        assert_eq!(listed.contains(name), built, "{name} in {out:?}");
+    }
+    assert!(out.starts_with(&format!("gcse {}", env!("CARGO_PKG_VERSION"))), "{out}");
+    let (ok, out, err) = gcse(&["--help"]);
+    assert!(ok, "{err}");
+    for name in [
+        "GCSE_DATA",
+        "GCSE_CACHE",
+        "HF_HUB_CACHE",
+        "HF_HOME",
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "HF_HUB_OFFLINE",
+        "GCSE_HUB_TIMEOUT_S",
+        "CUBECL_AUTOTUNE_LEVEL",
+        "training run directory",
+    ] {
+        assert!(out.contains(name), "{name} missing from --help:\n{out}");
+    }
+}

@@ -80,5 +80,38 @@ fn export_targets() {
     assert!(w.path("forced/model.safetensors").is_file());
     assert!(!w.path("forced/notes.txt").exists());
     assert!(w.path("exp/v1.2/model.safetensors").is_file());
+
+    let card = std::fs::read_to_string(w.path("exported/README.md")).unwrap();
+    for expected in [
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "- simcse",
+        "| objective | `simcse` |",
+        "| batch size |",
+        "No test results",
+    ] {
+        assert!(card.contains(expected), "{expected} in the model card:\n{card}");
+    }
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(w.path("exported/config_sentence_transformers.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(st["similarity_fn_name"], "cosine");
+
+    // Two-layer poolings have no sentence-transformers module: refused.
+    let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut args = train(&config);
+    args.extend(["--run-dir", "run-afl", "--set", "model.eval_pooling=avg_first_last"]);
+    let limit = std::time::Duration::from_secs(120);
+    let trained = run(&w.dir, &strings(&args), &[], limit);
+    assert_eq!(trained.code, Some(0), "{}", trained.stderr);
+    let refused = run(&w.dir, &strings(&["export", "run-afl", "--to", "afl"]), &[], limit);
+    assert_eq!(refused.code, Some(1), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("avg_first_last") && refused.stderr.contains("sentence-transformers"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!w.path("afl").exists(), "nothing written");
     std::fs::remove_dir_all(&w.dir).unwrap();
 }

@@ -12,6 +12,9 @@ use crate::world::World;
 
 const HTML: &[u8] = b"<!DOCTYPE html><html><body>Please sign in</body></html>";
 
+/// The commit the loopback hubs report for `main`.
+const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
+
 /// A hub serving the world's model, with `fault` deciding (by file name)
 /// what to do instead for some files.
 fn hub(w: &World, fault: impl Fn(&str) -> Option<Raw> + Send + Sync + 'static) -> String {
@@ -31,7 +34,7 @@ fn hub(w: &World, fault: impl Fn(&str) -> Option<Raw> + Send + Sync + 'static) -
             return raw;
         }
         match files.get(file) {
-            Some(bytes) => response("200 OK", &[], bytes),
+            Some(bytes) => response("200 OK", &[("X-Repo-Commit", COMMIT)], bytes),
             None => response("404 Not Found", &[], b"Entry not found"),
         }
     })
@@ -43,6 +46,7 @@ fn cases(w: &World) -> Vec<Case> {
     let mut cases = Vec::new();
     let mut add = |name: &str, url: String, expect: &[&str]| {
         let cache = w.path(&format!("cache-{name}"));
+        let snapshot = cache.join("models--org--tiny/snapshots").join(COMMIT);
         let output = format!("out-{name}.npy");
         let args = [
             "embed",
@@ -56,15 +60,21 @@ fn cases(w: &World) -> Vec<Case> {
             &output,
         ];
         let case = if expect.is_empty() {
-            Case::success(name, &args, &["org--tiny--main"])
+            Case::success(name, &args, &[])
         } else {
+            // Whatever the cache holds is whole: the file at fault never enters it.
+            let at_fault = ["config.json", "vocab.txt", "model.safetensors"]
+                .into_iter()
+                .find(|f| expect.contains(f))
+                .unwrap_or("config.json");
             Case::error(name, &args, expect)
-                .leaves_no(&cache.join("hub/org--tiny--main"))
+                .leaves_no(&snapshot.join(at_fault))
+                .leaves_no(&cache.join("models--org--tiny/refs/main"))
                 .leaves_no(&w.path(&output))
         };
         cases.push(
             case.env("HF_ENDPOINT", &url)
-                .env("GCSE_CACHE", cache.to_str().unwrap())
+                .env("HF_HUB_CACHE", cache.to_str().unwrap())
                 .env("GCSE_HUB_TIMEOUT_S", "1")
                 .env("HF_HUB_OFFLINE", "0"),
         );
@@ -161,7 +171,7 @@ fn cases(w: &World) -> Vec<Case> {
             &["HF_HUB_OFFLINE"],
         )
         .env("HF_HUB_OFFLINE", "1")
-        .env("GCSE_CACHE", w.path("cache-offline").to_str().unwrap()),
+        .env("HF_HUB_CACHE", w.path("cache-offline").to_str().unwrap()),
     );
     cases.push(Case::error(
         "not-an-id",
@@ -186,7 +196,11 @@ fn hub_servers() {
     let w = World::new("hub");
     let tally = run_table("hub", &w.dir, cases(&w));
     assert!(tally.cases >= 15, "{tally:?}");
-    // What the good hub served was cached once, complete.
-    assert!(w.path("cache-good/hub/org--tiny--main/.complete").is_file());
+    // What the good hub served is cached in the Hugging Face layout.
+    let good = w.path("cache-good/models--org--tiny");
+    assert_eq!(std::fs::read_to_string(good.join("refs/main")).unwrap(), COMMIT);
+    for file in ["config.json", "vocab.txt", "model.safetensors"] {
+        assert!(good.join("snapshots").join(COMMIT).join(file).is_file(), "{file}");
+    }
     std::fs::remove_dir_all(&w.dir).unwrap();
 }

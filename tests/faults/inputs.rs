@@ -3,7 +3,7 @@
 //! a 700-word line is cut to the length asked for at every entry, whatever
 //! that length, never a panic.
 
-use crate::harness::{run_table, Case};
+use crate::harness::{run, run_table, Case};
 use crate::world::World;
 
 /// A line of 700 words of the tiny vocabulary.
@@ -351,5 +351,66 @@ fn embed_filter_and_pair_inputs() {
     let w = World::new("inputs");
     let tally = run_table("inputs", &w.dir, cases(&w));
     assert!(tally.cases >= 45, "{tally:?}");
+    std::fs::remove_dir_all(&w.dir).unwrap();
+}
+
+#[test]
+fn embed_reads_csv_columns_and_gzip_and_streams_npy_rows() {
+    let w = World::new("inputs-layouts");
+    let sentences = [
+        "a man is playing guitar",
+        "the dog runs in the park , the cat sleeps",
+        "two people are talking",
+    ];
+    w.write("plain.txt", sentences.join("\n") + "\n");
+    let csv = format!(
+        "id,note,sentence\n1,\"a, b\",{}\n2,\"spans\ntwo lines\",\"{}\"\n3,x,{}\n",
+        sentences[0], sentences[1], sentences[2]
+    );
+    w.write("pairs.csv", &csv);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, csv.as_bytes()).unwrap();
+    w.write("pairs.csv.gz", gz.finish().unwrap());
+    let limit = std::time::Duration::from_secs(120);
+    let gcse_in_world = |args: &[String]| {
+        let out = run(&w.dir, args, &[], limit);
+        (out.code == Some(0), out.stdout, out.stderr)
+    };
+    let embed_to = |input: &str, output: &str, extra: &[&str]| {
+        let args = embed(input, output, extra);
+        let (ok, out, err) = gcse_in_world(&args);
+        assert!(ok, "{args:?}: {out}{err}");
+        gcse::embed::npy::read_npy(&w.path(output)).unwrap()
+    };
+    let plain = embed_to("plain.txt", "plain.npy", &[]);
+    assert_eq!(plain.rows(), 3);
+    assert_eq!(embed_to("pairs.csv", "csv.npy", &["--column", "sentence"]), plain);
+    assert_eq!(embed_to("pairs.csv.gz", "gz.npy", &["--column", "2", "--header"]), plain);
+    let normalized = embed_to("plain.txt", "unit.npy", &["--normalize"]);
+    for i in 0..3 {
+        let norm: f32 = normalized.row(i).iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "row {i}: {norm}");
+        assert!(normalized.cosine(i, &plain, i) > 1.0 - 1e-6);
+    }
+    let lines: Vec<serde_json::Value> = {
+        let args = embed("pairs.csv", "rows.jsonl", &["--column", "sentence"]);
+        let (ok, out, err) = gcse_in_world(&args);
+        assert!(ok, "{out}{err}");
+        std::fs::read_to_string(w.path("rows.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let starts: Vec<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(starts, [2, 3, 5], "each record's first line");
+    assert_eq!(lines[1]["text"], sentences[1]);
+    let args = embed("pairs.csv", "bad.npy", &["--column", "sentences"]);
+    let (ok, _, err) = gcse_in_world(&args);
+    assert!(
+        !ok && err.contains("pairs.csv:1") && err.contains("no column named `sentences`"),
+        "{err}"
+    );
+    assert!(!w.path("bad.npy").exists());
     std::fs::remove_dir_all(&w.dir).unwrap();
 }
