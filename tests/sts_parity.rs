@@ -68,7 +68,8 @@ fn sts_table_matches_pytorch_with_cls_before_pooler() {
 /// The families beyond STS on sets built from SNLI, SICK and STS-B dev by
 /// scripts/build_eval_sets.py, with all-MiniLM-L6-v2, in one `gcse eval`:
 /// a table per family, STS-B dev read as a pair file scoring exactly as the
-/// built-in task, MTEB-style files, and every metric within 1e-6 of what
+/// built-in task, MTEB-style files, and every metric within 1e-6 (retrieval's
+/// within 1e-4, below) of what
 /// sentence-transformers computed on gcse's vectors
 /// (tests/fixtures/minilm_eval_sets.json, by scripts/reference_eval.py).
 #[test]
@@ -142,6 +143,7 @@ fn reranking_retrieval_and_pair_tasks_on_snli_and_sick_with_minilm() {
         "STS-B dev as a pair file scores as the built-in task"
     );
     let golden = common::fixture("minilm_eval_sets.json");
+    let mut off = Vec::new();
     for task in &tasks[..4] {
         let file = task.rsplit('/').next().unwrap();
         let ours = by_task(task);
@@ -154,10 +156,17 @@ fn reranking_retrieval_and_pair_tasks_on_snli_and_sick_with_minilm() {
             };
             let got = ours[metric].as_f64().unwrap() / scale;
             let want = want.as_f64().unwrap();
-            assert!(
-                (got - want).abs() <= 1e-6,
-                "{file} {metric}: gcse {got:.6}, sentence-transformers {want:.6}"
-            );
+            // The reference ran on vectors gcse made on an AVX-512 CPU;
+            // OpenBLAS's kernels for other CPUs round differently in the
+            // 7th digit, which can swap two near-tied documents of a query
+            // in retrieval's top 10/100 (seen on an AVX2 EPYC: one swap,
+            // 1.1e-5 on mrr_at_10). Scores of pairs move far less.
+            let tolerance = if file.contains("retrieval") { 1e-4 } else { 1e-6 };
+            if (got - want).abs() > tolerance {
+                off.push(format!(
+                    "{file} {metric}: gcse {got:.8}, sentence-transformers {want:.8}"
+                ));
+            }
         }
         let record: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(mteb.join(format!("{}.json", ours_column(file)))).unwrap(),
@@ -167,6 +176,7 @@ fn reranking_retrieval_and_pair_tasks_on_snli_and_sick_with_minilm() {
         let primary = ours[ours["primary"].as_str().unwrap()].as_f64().unwrap();
         assert!((main - primary / 100.0).abs() < 1e-12, "{file}");
     }
+    assert!(off.is_empty(), "metrics off:\n{}", off.join("\n"));
     assert_eq!(std::fs::read_dir(&mteb).unwrap().count(), tasks.len());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -36,6 +36,7 @@ fn config(endpoints: Vec<String>) -> HttpConfig {
         retries: 3,
         backoff_s: 0.01,
         json_mode: true,
+        json_schema: false,
         token_limit: TokenLimit::MaxTokens,
     }
 }
@@ -50,7 +51,7 @@ fn request(prompt: &str) -> Request {
             seed: Some(11),
             stop: vec!["\n".into()],
         },
-        json: true,
+        shape: Some(gcse::synth::shape::candidate()),
     }
 }
 
@@ -88,7 +89,7 @@ fn a_chat_request_carries_model_prompt_sampling_and_json_mode() {
     let plain = HttpLlm::new(config(vec![server.url.clone()])).unwrap();
     plain
         .complete(&Request {
-            json: false,
+            shape: None,
             ..request("p")
         })
         .unwrap();
@@ -550,4 +551,51 @@ fn synth_serve_bounds_what_a_client_can_hold_and_says_why_an_answer_ended() {
     std::thread::sleep(Duration::from_millis(900));
     let served = exchange(&address, b"GET /v1/models HTTP/1.1\r\n\r\n");
     assert_eq!(status(&served), "200", "slots are given back: {served}");
+}
+
+#[test]
+fn json_schemas_are_sent_where_asked_and_dropped_when_a_server_refuses_them() {
+    let server = ScriptedServer::start(|_, _| Reply::new(200, asset("openai-chat.json")));
+    let llm = HttpLlm::new(HttpConfig {
+        json_schema: true,
+        ..config(vec![server.url.clone()])
+    })
+    .unwrap();
+    let extraction = Request {
+        shape: Some(gcse::synth::shape::extraction()),
+        ..request("p")
+    };
+    llm.complete(&extraction).unwrap();
+    let format = &server.received()[0].body["response_format"];
+    assert_eq!(format["type"], "json_schema");
+    assert_eq!(format["json_schema"]["strict"], true);
+    assert_eq!(
+        format["json_schema"]["schema"],
+        gcse::synth::shape::extraction().json_schema()
+    );
+    llm.complete(&Request { shape: None, ..request("free text") }).unwrap();
+    assert!(server.received()[1].body.get("response_format").is_none());
+
+    // A server without structured output: asked again at once, in JSON
+    // mode, and never with a schema after that.
+    let plain = ScriptedServer::start(|_, got| {
+        if got.body["response_format"]["type"] == "json_schema" {
+            Reply::new(400, r#"{"error": {"message": "response_format.type json_schema is not supported"}}"#)
+        } else {
+            Reply::new(200, asset("openai-chat.json"))
+        }
+    });
+    let llm = HttpLlm::new(HttpConfig {
+        json_schema: true,
+        ..config(vec![plain.url.clone()])
+    })
+    .unwrap();
+    llm.complete(&extraction).unwrap();
+    llm.complete(&extraction).unwrap();
+    let kinds: Vec<Value> = plain
+        .received()
+        .iter()
+        .map(|r| r.body["response_format"]["type"].clone())
+        .collect();
+    assert_eq!(kinds, ["json_schema", "json_object", "json_object"]);
 }

@@ -65,6 +65,7 @@ fn gemma_extracts_and_rewrites_real_sentences() {
         threads: 0,
         gpu_layers: 0,
         prompt_format: PromptFormat::Auto,
+        grammar: true,
     })
     .unwrap();
     assert_eq!(llm.model(), "gemma-3-270m-q4_k_m.gguf");
@@ -79,7 +80,7 @@ fn gemma_extracts_and_rewrites_real_sentences() {
         .map(|s| Request {
             prompt: extract.render(&[("sentence", s)]).unwrap(),
             sampling: sampling(160),
-            json: true,
+            shape: Some(gcse::synth::shape::extraction()),
         })
         .collect();
     let dir = temp_dir("local-gemma");
@@ -98,6 +99,15 @@ fn gemma_extracts_and_rewrites_real_sentences() {
         let generated = answer.completion_tokens.unwrap();
         assert!((1..=160).contains(&generated), "{generated}");
         assert!(answer.prompt_tokens.unwrap() > 100);
+        // The grammar admits nothing but an answer of the extraction's
+        // shape, whole unless cut at max_tokens.
+        if generated < 160 {
+            let value: serde_json::Value = serde_json::from_str(answer.text.trim())
+                .unwrap_or_else(|e| panic!("{e}: {}", answer.text));
+            for key in ["categories", "entities", "quantities"] {
+                assert!(value[key].is_array(), "{key} in {value}");
+            }
+        }
         let extraction = read_answer(&answer.text, sentence);
         for item in extraction.knowledge.iter().flat_map(|k| &k.items) {
             assert!(sentence.contains(&item.text), "{item:?} is in {sentence}");
@@ -125,13 +135,18 @@ fn gemma_extracts_and_rewrites_real_sentences() {
             top_p: 0.95,
             ..sampling(24)
         },
-        json: true,
+        shape: Some(gcse::synth::shape::candidate()),
     };
     let (answers, stats) =
         answer_all(&llm, &mut store, std::slice::from_ref(&request), "rewrite").unwrap();
     let answer = answers[0].as_ref().unwrap();
     eprintln!("rewrite: {}\n  -> {}", stats.summary(), answer.text);
     assert!(answer.completion_tokens.unwrap() <= 24);
+    if answer.completion_tokens.unwrap() < 24 {
+        let value: serde_json::Value = serde_json::from_str(answer.text.trim())
+            .unwrap_or_else(|e| panic!("{e}: {}", answer.text));
+        assert!(value["text"].is_string(), "{value}");
+    }
     // Sampling with a seed repeats too.
     assert_eq!(llm.complete(&request).unwrap().text, answer.text);
 
@@ -139,7 +154,7 @@ fn gemma_extracts_and_rewrites_real_sentences() {
     let long = Request {
         prompt: "word ".repeat(2000),
         sampling: sampling(8),
-        json: false,
+        shape: None,
     };
     match llm.complete(&long) {
         Err(LlmError::Failed(reason)) => {
@@ -157,6 +172,7 @@ fn a_missing_model_file_is_a_clear_error() {
         threads: 1,
         gpu_layers: 0,
         prompt_format: PromptFormat::Plain,
+        grammar: true,
     })
     .err()
     .unwrap()

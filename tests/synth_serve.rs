@@ -29,7 +29,7 @@ fn request(prompt: &str, max_tokens: u32, stop: &[&str]) -> Request {
             seed: Some(3),
             stop: stop.iter().map(|s| s.to_string()).collect(),
         },
-        json: false,
+        shape: None,
     }
 }
 
@@ -44,6 +44,7 @@ fn client(url: &str, model: &str, timeout_s: f64, retries: u32, in_flight: usize
         retries,
         backoff_s: 0.2,
         json_mode: false,
+        json_schema: false,
         token_limit: TokenLimit::MaxTokens,
     })
     .unwrap()
@@ -61,6 +62,7 @@ fn the_http_backend_against_gemma_served_on_loopback() {
             threads: 0,
             gpu_layers: 0,
             prompt_format: PromptFormat::Auto,
+            grammar: true,
         })
         .unwrap(),
     ));
@@ -114,6 +116,7 @@ fn the_http_backend_against_gemma_served_on_loopback() {
         retries: 2,
         backoff_s: 0.2,
         json_mode: true,
+        json_schema: false,
         token_limit: TokenLimit::MaxTokens,
     })
     .unwrap();

@@ -76,6 +76,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         threads: args.threads,
         gpu_layers: args.gpu_layers,
         prompt_format: PromptFormat::Auto,
+        grammar: true,
     })?;
     let listener = std::net::TcpListener::bind(&args.listen)
         .map_err(|e| Error::Usage(format!("--listen {}: {e}", args.listen)))?;

@@ -16,6 +16,7 @@ use super::knowledge::SentenceKnowledge;
 use super::llm::Request;
 use super::neighbours::Neighbours;
 use super::prompt::{PromptKind, PromptTemplate};
+use super::shape;
 use crate::error::Result;
 use crate::rng::SplitMix64;
 
@@ -213,7 +214,7 @@ pub fn request_for(
     Ok(Request {
         prompt: templates.render(kind, &values)?,
         sampling,
-        json: true,
+        shape: Some(shape::candidate()),
     })
 }
 

@@ -65,6 +65,13 @@ pub struct HttpConfig {
     /// (`response_format`; not every server supports it).
     #[serde(default)]
     pub json_mode: bool,
+    /// Ask chat servers for answers of the prompt's JSON schema
+    /// (`response_format: {"type": "json_schema", ...}`, strict; OpenAI,
+    /// vLLM, Ollama and the llama.cpp server have it); ahead of `json_mode`.
+    /// A server whose error names `response_format` or `json_schema` is
+    /// asked without from then on.
+    #[serde(default)]
+    pub json_schema: bool,
     /// The name of the answer-length limit: `max_tokens` (most servers) or
     /// `max_completion_tokens` (OpenAI's newer models). A server whose error
     /// asks for the other name gets it from then on.
@@ -167,6 +174,8 @@ pub struct HttpLlm {
     turn: AtomicUsize,
     /// Set once a server asked for `max_completion_tokens`.
     completion_tokens: AtomicBool,
+    /// Set once a server refused a JSON schema.
+    no_schema: AtomicBool,
     /// The last rejection (status and message) and how many requests in a
     /// row got it.
     rejections: Mutex<(String, usize)>,
@@ -213,7 +222,12 @@ impl HttpLlm {
             agent,
             turn: AtomicUsize::new(0),
             rejections: Mutex::new((String::new(), 0)),
+            no_schema: AtomicBool::new(false),
         })
+    }
+
+    fn sends_schema(&self) -> bool {
+        self.config.json_schema && !self.no_schema.load(Ordering::Relaxed)
     }
 
     fn token_limit(&self) -> TokenLimit {
@@ -236,8 +250,17 @@ impl HttpLlm {
         match self.config.api {
             Api::Chat => {
                 body["messages"] = json!([{"role": "user", "content": request.prompt}]);
-                if request.json && self.config.json_mode {
-                    body["response_format"] = json!({"type": "json_object"});
+                match request.shape {
+                    Some(shape) if self.sends_schema() => {
+                        body["response_format"] = json!({
+                            "type": "json_schema",
+                            "json_schema": {"name": "answer", "strict": true, "schema": shape.json_schema()},
+                        });
+                    }
+                    Some(_) if self.config.json_mode => {
+                        body["response_format"] = json!({"type": "json_object"});
+                    }
+                    _ => {}
                 }
             }
             Api::Completions => body["prompt"] = json!(request.prompt),
@@ -319,6 +342,12 @@ impl HttpLlm {
             {
                 Err(Attempt::Retry(reason(), Some(Duration::ZERO)))
             }
+            400 if body.get("response_format").is_some_and(|f| f["type"] == "json_schema")
+                && refuses_schema(&text) =>
+            {
+                self.no_schema.store(true, Ordering::Relaxed);
+                Err(Attempt::Retry(reason(), Some(Duration::ZERO)))
+            }
             _ => Err(Attempt::Rejected(reason())),
         }
     }
@@ -343,6 +372,12 @@ impl HttpLlm {
             LlmError::Failed(reason)
         }
     }
+}
+
+/// Whether an error body is about the JSON schema asked for.
+fn refuses_schema(body: &str) -> bool {
+    let message = error_message(body);
+    message.contains("response_format") || message.contains("json_schema")
 }
 
 /// Whether an error body asks for `max_completion_tokens` in place of
@@ -499,6 +534,7 @@ mod tests {
             retries: 3,
             backoff_s: 1.0,
             json_mode: false,
+            json_schema: false,
             token_limit: TokenLimit::MaxTokens,
         })
         .unwrap();

@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use super::answers::{request_key, Answer, AnswerStore, Sampling};
+use super::shape::Shape;
 use crate::error::{Error, Result};
 
 /// One prompt to complete.
@@ -18,9 +19,9 @@ pub struct Request {
     pub prompt: String,
     /// How to sample the answer.
     pub sampling: Sampling,
-    /// Whether the answer must be a JSON object (servers that support it
-    /// are asked for their JSON mode).
-    pub json: bool,
+    /// The shape a JSON answer must have (none: free text). Backends that
+    /// can hold the model to it do (structured output, a grammar).
+    pub shape: Option<&'static Shape>,
 }
 
 /// Why a request got no answer.

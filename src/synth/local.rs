@@ -51,6 +51,14 @@ pub struct LocalConfig {
     /// Chat template or plain prompts.
     #[serde(default)]
     pub prompt_format: PromptFormat,
+    /// Hold answers that must be JSON to their shape with a grammar, so
+    /// the model can write nothing else (see [`crate::synth::shape`]).
+    #[serde(default = "default_true")]
+    pub grammar: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_context() -> u32 {
@@ -80,6 +88,8 @@ pub struct LocalLlm {
     /// One request at a time: each makes its own context, and two at once
     /// would only share the same cores.
     busy: Mutex<()>,
+    /// Whether JSON answers are held to their shape by a grammar.
+    grammar: bool,
 }
 
 impl LocalLlm {
@@ -121,6 +131,7 @@ impl LocalLlm {
             context: config.context.max(16),
             threads: threads as i32,
             busy: Mutex::new(()),
+            grammar: config.grammar,
         })
     }
 
@@ -201,15 +212,23 @@ impl Llm for LocalLlm {
                 .decode(&mut batch)
                 .map_err(|e| fatal("decode", &e))?;
         }
-        let mut sampler = if s.temperature <= 0.0 {
-            LlamaSampler::greedy()
+        let grammar = match request.shape.filter(|_| self.grammar) {
+            Some(shape) => Some(
+                LlamaSampler::grammar(&self.model, &shape.gbnf(), "root")
+                    .map_err(|e| LlmError::Fatal(format!("llama.cpp grammar: {e:?}")))?,
+            ),
+            None => None,
+        };
+        let pick = if s.temperature <= 0.0 {
+            vec![LlamaSampler::greedy()]
         } else {
-            LlamaSampler::chain_simple([
+            vec![
                 LlamaSampler::top_p(s.top_p, 1),
                 LlamaSampler::temp(s.temperature),
                 LlamaSampler::dist(s.seed.unwrap_or(0) as u32),
-            ])
+            ]
         };
+        let mut sampler = LlamaSampler::chain_simple(grammar.into_iter().chain(pick));
         let mut bytes = Vec::new();
         let mut generated = 0u32;
         let mut position = tokens.len() as i32;

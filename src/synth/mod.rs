@@ -8,7 +8,8 @@
 //! [`generate`] plans and reads the candidates (entity revisions take
 //! [`neighbours`] from the graph or from embeddings); [`pipeline`] runs the steps
 //! a [`config`] describes; [`serve`] puts an LLM behind an OpenAI-compatible
-//! server.
+//! server. [`shape`] says what a JSON answer must look like, as a JSON
+//! schema for servers and a grammar for the embedded engine.
 
 pub mod answers;
 pub mod config;
@@ -24,3 +25,4 @@ pub mod neighbours;
 pub mod pipeline;
 pub mod prompt;
 pub mod serve;
+pub mod shape;

@@ -30,6 +30,7 @@ use super::knowledge::SentenceKnowledge;
 use super::llm::{answer_all, Llm, Request, RunStats};
 use super::neighbours::Neighbours;
 use super::prompt::PromptKind;
+use super::shape;
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use crate::json_file::{write_json, write_jsonl};
@@ -122,7 +123,7 @@ impl<'a> Synthesis<'a> {
                 Ok(Request {
                     prompt: template.render(&[("sentence", s)])?,
                     sampling: sampling.clone(),
-                    json: true,
+                    shape: Some(shape::extraction()),
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 
 use super::answers::Sampling;
 use super::llm::{Llm, LlmError, Request};
+use super::shape;
 
 /// One HTTP request.
 #[derive(Debug, Clone, PartialEq)]
@@ -437,6 +438,6 @@ fn parse_request(body: &Value, chat: bool) -> Result<Request, String> {
             seed,
             stop,
         },
-        json: body["response_format"]["type"] == "json_object",
+        shape: (body["response_format"]["type"] == "json_object").then(shape::any_object),
     })
 }
