@@ -14,6 +14,9 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::LlamaToken;
 use serde::{Deserialize, Serialize};
 
 use super::answers::Answer;
@@ -212,28 +215,34 @@ impl Llm for LocalLlm {
                 .decode(&mut batch)
                 .map_err(|e| fatal("decode", &e))?;
         }
-        let grammar = match request.shape.filter(|_| self.grammar) {
+        let mut grammar = match request.shape.filter(|_| self.grammar) {
             Some(shape) => Some(
                 LlamaSampler::grammar(&self.model, &shape.gbnf(), "root")
                     .map_err(|e| LlmError::Fatal(format!("llama.cpp grammar: {e:?}")))?,
             ),
             None => None,
         };
-        let pick = if s.temperature <= 0.0 {
-            vec![LlamaSampler::greedy()]
+        let mut sampler = if s.temperature <= 0.0 {
+            LlamaSampler::greedy()
         } else {
-            vec![
+            LlamaSampler::chain_simple([
                 LlamaSampler::top_p(s.top_p, 1),
                 LlamaSampler::temp(s.temperature),
                 LlamaSampler::dist(s.seed.unwrap_or(0) as u32),
-            ]
+            ])
         };
-        let mut sampler = LlamaSampler::chain_simple(grammar.into_iter().chain(pick));
         let mut bytes = Vec::new();
         let mut generated = 0u32;
         let mut position = tokens.len() as i32;
         while generated < s.max_tokens {
-            let token = sampler.sample(&context, batch.n_tokens() - 1);
+            let at = batch.n_tokens() - 1;
+            let mut token = sampler.sample(&context, at);
+            if let Some(grammar) = grammar.as_mut() {
+                match held_to(grammar, &mut sampler, &context, at, token) {
+                    Some(allowed) => token = allowed,
+                    None => break,
+                }
+            }
             if vocab.is_eog(token) {
                 break;
             }
@@ -258,6 +267,39 @@ impl Llm for LocalLlm {
             completion_tokens: Some(generated),
         })
     }
+}
+
+/// `token`, sampled freely at position `at`, if `grammar` allows it; else
+/// a token sampled again from the candidates the grammar allows (none when
+/// it allows none). Checking the one token first is what llama.cpp's own
+/// sampler does: applying a grammar to every token of a 262k vocabulary at
+/// each step is several times slower than the model. The token taken is
+/// accepted by `grammar`.
+fn held_to(
+    grammar: &mut LlamaSampler,
+    sampler: &mut LlamaSampler,
+    context: &llama_cpp_2::context::LlamaContext<'_>,
+    at: i32,
+    token: LlamaToken,
+) -> Option<LlamaToken> {
+    let allowed = |data: &LlamaTokenData| data.logit().is_finite();
+    let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(token, 1.0, 0.0)], false);
+    grammar.apply(&mut one);
+    let token = if allowed(&one.data[0]) {
+        token
+    } else {
+        let mut all = context.token_data_array_ith(at);
+        grammar.apply(&mut all);
+        if !all.data.iter().any(allowed) {
+            return None;
+        }
+        sampler.apply(&mut all);
+        let picked = all.selected_token()?;
+        all.data.iter().find(|d| d.id() == picked).filter(|d| allowed(d))?;
+        picked
+    };
+    grammar.accept(token);
+    Some(token)
 }
 
 /// Where the first of `stops` begins in `bytes`.
