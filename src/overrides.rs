@@ -21,7 +21,11 @@ impl Override {
         let (key, value) = text
             .split_once('=')
             .ok_or_else(|| format!("--set {text}: expected key=value, e.g. train.lr=1e-4"))?;
-        let key: Vec<String> = key.trim().split('.').map(|p| p.trim().to_string()).collect();
+        let key: Vec<String> = key
+            .trim()
+            .split('.')
+            .map(|p| p.trim().to_string())
+            .collect();
         if key.iter().any(String::is_empty) {
             return Err(format!("--set {text}: the key has an empty part"));
         }
@@ -121,7 +125,10 @@ mod tests {
         assert_eq!(table["train"]["lr"].as_float(), Some(1e-4));
         assert_eq!(table["train"]["batch_size"].as_integer(), Some(32));
         assert_eq!(table["eval"]["tasks"][0].as_str(), Some("stsb-dev"));
-        assert_eq!(table["model"]["path"].as_str(), Some("models/all-MiniLM-L6-v2"));
+        assert_eq!(
+            table["model"]["path"].as_str(),
+            Some("models/all-MiniLM-L6-v2")
+        );
         assert_eq!(table["run_dir"].as_str(), Some("runs/b"));
         assert_eq!(table["eval"]["final_test"].as_bool(), Some(false));
     }
@@ -136,7 +143,9 @@ mod tests {
         assert!(err.contains("`data.domain` has 2 entries"), "{err}");
         let err = set("run_dir = \"a\"\n", &["run_dir.x=1"]).unwrap_err();
         assert!(err.contains("`run_dir` is string, not a table"), "{err}");
-        assert!(Override::parse("train.lr").unwrap_err().contains("key=value"));
+        assert!(Override::parse("train.lr")
+            .unwrap_err()
+            .contains("key=value"));
         assert!(Override::parse("train..lr=1").is_err());
     }
 }

@@ -205,14 +205,20 @@ fn style(template: &str) -> ProgressStyle {
     ProgressStyle::with_template(template)
         .expect("valid template")
         .progress_chars("=> ")
-        .with_key("rate", |state: &ProgressState, w: &mut dyn std::fmt::Write| {
-            let _ = w.write_str(&rate(state.per_sec()));
-        })
+        .with_key(
+            "rate",
+            |state: &ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = w.write_str(&rate(state.per_sec()));
+            },
+        )
 }
 
 /// A bar counting `total` items of `what` (e.g. "sentences"), with a rate.
 pub fn items(total: u64, what: &str) -> ProgressBar {
-    bar(total, &format!("{{pos}}/{{len}} {what} ({{rate}}, {{eta}} left)"))
+    bar(
+        total,
+        &format!("{{pos}}/{{len}} {what} ({{rate}}, {{eta}} left)"),
+    )
 }
 
 /// A bar counting downloaded bytes of `name`; `total` when the size is known.
@@ -277,6 +283,10 @@ mod tests {
         sink.flush().unwrap();
         assert_eq!(sink.lock().pending.as_deref(), Some("2/2 items"));
         sink.flush().unwrap();
-        assert_eq!(sink.lock().pending, None, "a cleared bar writes its last line");
+        assert_eq!(
+            sink.lock().pending,
+            None,
+            "a cleared bar writes its last line"
+        );
     }
 }

@@ -57,8 +57,15 @@ fn serve(repo: Arc<Mutex<Repo>>) -> (String, Arc<Mutex<Vec<String>>>) {
             let repo = repo.lock().unwrap();
             let found = path.strip_prefix("/org/tiny/resolve/").and_then(|rest| {
                 let (rev, file) = rest.split_once('/')?;
-                let commit = if rev == "main" { repo.main.as_str() } else { rev };
-                Some((commit.to_string(), repo.commits.get(commit)?.get(file)?.clone()))
+                let commit = if rev == "main" {
+                    repo.main.as_str()
+                } else {
+                    rev
+                };
+                Some((
+                    commit.to_string(),
+                    repo.commits.get(commit)?.get(file)?.clone(),
+                ))
             });
             let (status, commit, body) = match found {
                 Some((commit, body)) => ("200 OK", commit, body),
@@ -112,7 +119,11 @@ fn st_model(dir: &Path, seed: u64) -> HashMap<String, Vec<u8>> {
 /// `gcse embed` of two sentences with `model`; the `.npy` bytes.
 fn embed(model: &str, dir: &Path, name: &str) -> Vec<u8> {
     let input = dir.join("in.txt");
-    std::fs::write(&input, "a man is playing guitar .\nthe dog runs in the park .\n").unwrap();
+    std::fs::write(
+        &input,
+        "a man is playing guitar .\nthe dog runs in the park .\n",
+    )
+    .unwrap();
     let out = dir.join(format!("{name}.npy"));
     let (ok, _, err) = common::gcse(&[
         "embed",
@@ -165,9 +176,19 @@ fn hub_ids_use_the_hugging_face_cache_and_the_declared_pooling() {
             at("1_Pooling/config.json"),
         ]
     );
-    assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), FIRST);
-    for absent in ["tokenizer.json", "tokenizer_config.json", "config_sentence_transformers.json"] {
-        assert!(root.join(".no_exist").join(FIRST).join(absent).is_file(), "{absent}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("refs/main")).unwrap(),
+        FIRST
+    );
+    for absent in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "config_sentence_transformers.json",
+    ] {
+        assert!(
+            root.join(".no_exist").join(FIRST).join(absent).is_file(),
+            "{absent}"
+        );
     }
     assert_eq!(declared_pooling(&dir), Some(Pooling::Avg));
     let loaded =
@@ -189,7 +210,10 @@ fn hub_ids_use_the_hugging_face_cache_and_the_declared_pooling() {
     repo.lock().unwrap().main = SECOND.to_string();
     let moved = resolve_model("org/tiny").unwrap();
     assert_eq!(moved, root.join("snapshots").join(SECOND));
-    assert_eq!(std::fs::read_to_string(root.join("refs/main")).unwrap(), SECOND);
+    assert_eq!(
+        std::fs::read_to_string(root.join("refs/main")).unwrap(),
+        SECOND
+    );
     assert!(dir.join("model.safetensors").is_file());
     assert_ne!(
         std::fs::read(moved.join("model.safetensors")).unwrap(),
@@ -241,7 +265,11 @@ fn hub_ids_use_the_hugging_face_cache_and_the_declared_pooling() {
     {
         let blob = py.join("blobs").join(format!("blob{i}"));
         std::fs::copy(work.join("first").join(file), &blob).unwrap();
-        let depth = if file.contains('/') { "../../../" } else { "../../" };
+        let depth = if file.contains('/') {
+            "../../../"
+        } else {
+            "../../"
+        };
         std::os::unix::fs::symlink(
             format!("{depth}blobs/blob{i}"),
             py.join("snapshots").join(commit).join(file),

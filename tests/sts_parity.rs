@@ -161,7 +161,11 @@ fn reranking_retrieval_and_pair_tasks_on_snli_and_sick_with_minilm() {
             // 7th digit, which can swap two near-tied documents of a query
             // in retrieval's top 10/100 (seen on an AVX2 EPYC: one swap,
             // 1.1e-5 on mrr_at_10). Scores of pairs move far less.
-            let tolerance = if file.contains("retrieval") { 1e-4 } else { 1e-6 };
+            let tolerance = if file.contains("retrieval") {
+                1e-4
+            } else {
+                1e-6
+            };
             if (got - want).abs() > tolerance {
                 off.push(format!(
                     "{file} {metric}: gcse {got:.8}, sentence-transformers {want:.8}"

@@ -367,7 +367,11 @@ fn the_same_rejection_request_after_request_stops_the_run() {
         ),
         other => panic!("{other:?}"),
     }
-    assert_eq!(server.count(), SAME_REJECTIONS, "a rejection is never retried");
+    assert_eq!(
+        server.count(),
+        SAME_REJECTIONS,
+        "a rejection is never retried"
+    );
 
     // Different rejections, or a success between them, do not add up.
     let varied = ScriptedServer::start(|n, _| match n % 3 {
@@ -444,7 +448,9 @@ impl Llm for Echo {
 fn exchange(address: &str, raw: &[u8]) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     stream.write_all(raw).unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
@@ -500,7 +506,10 @@ fn synth_serve_bounds_what_a_client_can_hold_and_says_why_an_answer_ended() {
 
     let cut = exchange(
         &address,
-        &post("/v1/completions", &serde_json::json!({"prompt": "one two three four five", "max_tokens": 2})),
+        &post(
+            "/v1/completions",
+            &serde_json::json!({"prompt": "one two three four five", "max_tokens": 2}),
+        ),
     );
     assert_eq!(status(&cut), "200", "{cut}");
     assert_eq!(json_of(&cut)["choices"][0]["text"], "one two");
@@ -512,15 +521,24 @@ fn synth_serve_bounds_what_a_client_can_hold_and_says_why_an_answer_ended() {
             &serde_json::json!({"messages": [{"role": "user", "content": "one two"}], "max_completion_tokens": 9}),
         ),
     );
-    assert_eq!(json_of(&whole)["choices"][0]["message"]["content"], "one two");
+    assert_eq!(
+        json_of(&whole)["choices"][0]["message"]["content"],
+        "one two"
+    );
     assert_eq!(json_of(&whole)["choices"][0]["finish_reason"], "stop");
 
     let streamed = exchange(
         &address,
-        &post("/v1/completions", &serde_json::json!({"prompt": "x", "stream": true})),
+        &post(
+            "/v1/completions",
+            &serde_json::json!({"prompt": "x", "stream": true}),
+        ),
     );
     assert_eq!(status(&streamed), "400", "{streamed}");
-    assert!(streamed.contains("streaming is not supported"), "{streamed}");
+    assert!(
+        streamed.contains("streaming is not supported"),
+        "{streamed}"
+    );
 
     let huge = format!(
         "GET /v1/models HTTP/1.1\r\nx-filler: {}\r\n\r\n",
@@ -535,7 +553,10 @@ fn synth_serve_bounds_what_a_client_can_hold_and_says_why_an_answer_ended() {
     let slow = exchange(&address, b"POST /v1/completions HTTP/1.1\r\ncontent-len");
     assert_eq!(status(&slow), "408", "{slow}");
     assert_eq!(exchange(&address, b""), "");
-    assert!(started.elapsed() < Duration::from_secs(8), "both ended by the read timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "both ended by the read timeout"
+    );
 
     // Two connections held open: a third is turned away at once.
     let hold = || {
@@ -573,14 +594,21 @@ fn json_schemas_are_sent_where_asked_and_dropped_when_a_server_refuses_them() {
         format["json_schema"]["schema"],
         gcse::synth::shape::extraction().json_schema()
     );
-    llm.complete(&Request { shape: None, ..request("free text") }).unwrap();
+    llm.complete(&Request {
+        shape: None,
+        ..request("free text")
+    })
+    .unwrap();
     assert!(server.received()[1].body.get("response_format").is_none());
 
     // A server without structured output: asked again at once, in JSON
     // mode, and never with a schema after that.
     let plain = ScriptedServer::start(|_, got| {
         if got.body["response_format"]["type"] == "json_schema" {
-            Reply::new(400, r#"{"error": {"message": "response_format.type json_schema is not supported"}}"#)
+            Reply::new(
+                400,
+                r#"{"error": {"message": "response_format.type json_schema is not supported"}}"#,
+            )
         } else {
             Reply::new(200, asset("openai-chat.json"))
         }

@@ -119,7 +119,11 @@ fn events_match_the_log(run: &Path) -> Vec<Read> {
     let scalar = |tag: &str| -> Vec<(i64, f32)> {
         read.iter()
             .filter_map(|r| match r {
-                Read::Scalar { step, tag: t, value } if t == tag => Some((*step, *value)),
+                Read::Scalar {
+                    step,
+                    tag: t,
+                    value,
+                } if t == tag => Some((*step, *value)),
                 _ => None,
             })
             .collect()
@@ -128,7 +132,11 @@ fn events_match_the_log(run: &Path) -> Vec<Read> {
         .into_iter()
         .map(|(step, loss)| (step as i64, loss as f32))
         .collect();
-    assert_eq!(scalar("train/loss"), logged, "train/loss as in metrics.jsonl");
+    assert_eq!(
+        scalar("train/loss"),
+        logged,
+        "train/loss as in metrics.jsonl"
+    );
     for eval in evals(run) {
         for (task, scores) in &eval.tasks {
             let tag = format!("dev/{task}/{}", scores.primary);
@@ -478,7 +486,8 @@ keep_last = 1
         ]);
         assert!(ok, "{o}{e}");
         assert!(
-            e.lines().any(|l| l.starts_with("24/24 sentences (") && l.ends_with(" left)")),
+            e.lines()
+                .any(|l| l.starts_with("24/24 sentences (") && l.ends_with(" left)")),
             "stderr is not a terminal: the progress ends in a plain line\n{e}"
         );
         std::fs::read_to_string(path)
@@ -788,7 +797,12 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
             let histograms: Vec<(i64, f64)> = read
                 .iter()
                 .filter_map(|r| match r {
-                    Read::Histogram { step, tag, limits, counts } if tag == "decay/weights" => {
+                    Read::Histogram {
+                        step,
+                        tag,
+                        limits,
+                        counts,
+                    } if tag == "decay/weights" => {
                         assert_eq!(limits.len(), counts.len());
                         assert!((limits.last().unwrap() - 1.0).abs() < 1e-12, "{limits:?}");
                         Some((*step, counts.iter().sum()))
@@ -798,7 +812,9 @@ fn stage_two_filters_trains_with_the_frozen_model_logs_the_decay_and_resumes_exa
                 .collect();
             assert_eq!(
                 histograms,
-                (1..=whole.len() as i64).map(|s| (s, 4.0)).collect::<Vec<_>>(),
+                (1..=whole.len() as i64)
+                    .map(|s| (s, 4.0))
+                    .collect::<Vec<_>>(),
                 "a histogram of the batch's weights a step"
             );
         }
@@ -1303,7 +1319,17 @@ data = "{}"
     );
     tmux(
         &socket,
-        &["new-session", "-d", "-x", "150", "-y", "42", "-s", "t", &command],
+        &[
+            "new-session",
+            "-d",
+            "-x",
+            "150",
+            "-y",
+            "42",
+            "-s",
+            "t",
+            &command,
+        ],
     );
     let started = std::time::Instant::now();
     let (mut seen_in_header, mut screens) = (0, 0);
@@ -1332,7 +1358,11 @@ data = "{}"
         seen_in_header > 0,
         "the evaluations' progress never showed in the header ({screens} screens)"
     );
-    assert_eq!(evals(&dir.join("run")).len(), 2, "evaluated at steps 0 and 2");
+    assert_eq!(
+        evals(&dir.join("run")).len(),
+        2,
+        "evaluated at steps 0 and 2"
+    );
 }
 
 #[test]
@@ -1348,21 +1378,34 @@ fn set_and_run_dir_override_the_file_are_saved_and_runs_compare() {
     };
     let (ok, out, err) = run(&run_a, &["--set", "train.lr=5e-4", "--stop-after", "2"]);
     assert!(ok, "{out}{err}");
-    assert!(!dir.join("run").exists(), "--run-dir replaces the file's run_dir");
+    assert!(
+        !dir.join("run").exists(),
+        "--run-dir replaces the file's run_dir"
+    );
     let saved = gcse::objective::registry::read(&run_a.join("config.toml")).unwrap();
     assert_eq!(saved.train.lr, 5e-4);
     assert_eq!(saved.run_dir, run_a);
 
     let (ok, _, err) = run(&run_a, &["--resume"]);
-    assert!(!ok && err.contains("differs"), "a resume without the --set: {err}");
+    assert!(
+        !ok && err.contains("differs"),
+        "a resume without the --set: {err}"
+    );
     let (ok, out, err) = run(&run_a, &["--resume", "--set", "train.lr=5e-4"]);
-    assert!(ok && out.contains("resuming from the checkpoint of step 2"), "{out}{err}");
+    assert!(
+        ok && out.contains("resuming from the checkpoint of step 2"),
+        "{out}{err}"
+    );
     assert_eq!(losses(&run_a).len(), 9);
 
-    let (ok, out, err) = run(&run_b, &["--set", "train.epochs=1", "--set", "train.batch_size=0"]);
+    let (ok, out, err) = run(
+        &run_b,
+        &["--set", "train.epochs=1", "--set", "train.batch_size=0"],
+    );
     assert!(
         !ok && err.contains("exp.toml")
-            && err.contains("`train.batch_size` must be at least 1 (from --set train.batch_size=0)")
+            && err
+                .contains("`train.batch_size` must be at least 1 (from --set train.batch_size=0)")
             && !err.contains("line "),
         "a bad value is named with the overrides:\n{out}{err}"
     );
@@ -1372,7 +1415,10 @@ fn set_and_run_dir_override_the_file_are_saved_and_runs_compare() {
     let (ok, _, err) = run(&run_b, &["--set", "train.lr"]);
     assert!(!ok && err.contains("key=value"), "{err}");
     let (ok, _, err) = run(&run_b, &["--set", "run_dir.x=1"]);
-    assert!(!ok && err.contains("`run_dir` is string, not a table"), "{err}");
+    assert!(
+        !ok && err.contains("`run_dir` is string, not a table"),
+        "{err}"
+    );
 
     // A test report as `gcse train` writes it, for run b.
     let report = gcse::eval::evaluator::EvalReport {
@@ -1410,7 +1456,10 @@ fn set_and_run_dir_override_the_file_are_saved_and_runs_compare() {
     for key in ["train.lr", "train.epochs"] {
         assert!(settings.contains(key), "{key} differs:\n{out}");
     }
-    assert!(!settings.contains("run_dir") && !settings.contains("batch_size"), "{out}");
+    assert!(
+        !settings.contains("run_dir") && !settings.contains("batch_size"),
+        "{out}"
+    );
     let (ok, _, err) = gcse(&["compare", dir.to_str().unwrap()]);
     assert!(!ok && err.contains("not a run directory"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();

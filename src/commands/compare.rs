@@ -198,10 +198,12 @@ fn differing_settings(runs: &[RunSummary]) -> String {
         })
         .map(|key| {
             let mut row = vec![key.clone()];
-            row.extend(
-                runs.iter()
-                    .map(|r| r.settings.get(key).cloned().unwrap_or_else(|| "(unset)".into())),
-            );
+            row.extend(runs.iter().map(|r| {
+                r.settings
+                    .get(key)
+                    .cloned()
+                    .unwrap_or_else(|| "(unset)".into())
+            }));
             row
         })
         .collect();
@@ -269,7 +271,10 @@ mod tests {
     fn tables_align_their_columns() {
         let text = table(
             &["run".into(), "score".into()],
-            &[vec!["a".into(), "1.50".into()], vec!["long name".into(), "12.25".into()]],
+            &[
+                vec!["a".into(), "1.50".into()],
+                vec!["long name".into(), "12.25".into()],
+            ],
         );
         assert_eq!(text, "run        score\na           1.50\nlong name  12.25");
     }

@@ -80,7 +80,13 @@ impl BackendTask for ExportTask {
             _ => None,
         };
         let card = model_card(&config, &meta, test.as_ref());
-        write_model_folder(&encoder, &source, &self.args.to, &meta, &[("README.md", card)])?;
+        write_model_folder(
+            &encoder,
+            &source,
+            &self.args.to,
+            &meta,
+            &[("README.md", card)],
+        )?;
         println!(
             "wrote {} ({} pooling, {} parameters)",
             self.args.to.display(),

@@ -83,7 +83,11 @@ pub fn run(cli: Cli) -> Result<()> {
             if !events.exists() {
                 let entries = crate::train::metrics_log::read_log(&run.metrics())?;
                 crate::train::tfevents::EventsFile::create(&events, &entries)?;
-                println!("wrote {} (TensorBoard) from {}", RunDir::EVENTS, RunDir::METRICS);
+                println!(
+                    "wrote {} (TensorBoard) from {}",
+                    RunDir::EVENTS,
+                    RunDir::METRICS
+                );
             }
             Ok(())
         }

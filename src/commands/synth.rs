@@ -87,9 +87,14 @@ fn serve(args: &ServeArgs) -> Result<()> {
             .unwrap_or_else(|| engine.model().to_string()),
         max_queue: args.max_queue.max(1),
         max_connections: args.max_connections.max(1),
-        read_timeout: crate::check::within("--read-timeout-s", args.read_timeout_s, 0.001, 86_400.0)
-            .map(|()| std::time::Duration::from_secs_f64(args.read_timeout_s))
-            .map_err(Error::Usage)?,
+        read_timeout: crate::check::within(
+            "--read-timeout-s",
+            args.read_timeout_s,
+            0.001,
+            86_400.0,
+        )
+        .map(|()| std::time::Duration::from_secs_f64(args.read_timeout_s))
+        .map_err(Error::Usage)?,
     };
     eprintln!(
         "serving {} as {:?} on http://{}/v1 ({} prompts)",

@@ -69,7 +69,8 @@ impl std::str::FromStr for Column {
 
     /// A number is an index, anything else a name.
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        Ok(s.parse().map_or_else(|_| Column::Name(s.to_string()), Column::Index))
+        Ok(s.parse()
+            .map_or_else(|_| Column::Name(s.to_string()), Column::Index))
     }
 }
 
@@ -216,8 +217,9 @@ pub fn read_rows(path: &Path, layout: &Layout) -> Result<Vec<Row>> {
 }
 
 /// The lines of `bytes` (1-based; a final newline ends the last line, it
-/// does not start a blank one), each as text or "not valid UTF-8".
-fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, std::result::Result<&str, String>)> {
+/// does not start a blank one; a trailing `\r` dropped), each as text or
+/// "not valid UTF-8".
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, std::result::Result<&str, String>)> {
     let bytes = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     bytes
         .split(|&b| b == b'\n')
@@ -262,19 +264,16 @@ fn table_rows(
         .iter()
         .map(|column| match column {
             Column::Index(i) => Ok(*i),
-            Column::Name(name) => header
-                .iter()
-                .position(|n| n.trim() == name)
-                .ok_or_else(|| {
-                    Error::data(
-                        path,
-                        1,
-                        format!(
-                            "no column named `{name}` in the header (it has: {})",
-                            header.join(", ")
-                        ),
-                    )
-                }),
+            Column::Name(name) => header.iter().position(|n| n.trim() == name).ok_or_else(|| {
+                Error::data(
+                    path,
+                    1,
+                    format!(
+                        "no column named `{name}` in the header (it has: {})",
+                        header.join(", ")
+                    ),
+                )
+            }),
         })
         .collect::<Result<Vec<usize>>>()?;
     let mut rows = Vec::new();
@@ -407,9 +406,14 @@ mod tests {
             r.sentences,
             ["spans\ntwo lines", "first, with a comma", "say \"hi\"", "b"]
         );
-        let err = spec(&csv, "columns = [\"s3\"]").read().unwrap_err().to_string();
+        let err = spec(&csv, "columns = [\"s3\"]")
+            .read()
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("h.csv:1") && err.contains("no column named `s3`") && err.contains("sentence1"),
+            err.contains("h.csv:1")
+                && err.contains("no column named `s3`")
+                && err.contains("sentence1"),
             "{err}"
         );
         let rows = read_rows(
@@ -429,7 +433,10 @@ mod tests {
         );
         let open = write("i.csv", b"a,b\nc,\"never closed\nd,e\n");
         let err = spec(&open, "").read().unwrap_err().to_string();
-        assert!(err.contains("i.csv:2") && err.contains("never closed"), "{err}");
+        assert!(
+            err.contains("i.csv:2") && err.contains("never closed"),
+            "{err}"
+        );
 
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         std::io::Write::write_all(&mut gz, b"x\ty\n1\tgzipped sentence\n").unwrap();

@@ -8,7 +8,8 @@ use crate::error::{Error, Result};
 
 /// Whether `path` names a gzip-compressed file.
 pub fn is_gzip(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
 }
 
 /// The bytes of `path`, decompressed when its name ends in `.gz`.

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::data::corpus::{read_rows, Column, Layout, SourceFormat};
+use crate::data::corpus::{lines, read_rows, Column, Layout, SourceFormat};
 use crate::data::data_file::read_bytes;
 use crate::error::{Error, Result};
 
@@ -94,16 +94,8 @@ pub fn read_input(path: &Path, layout: &InputLayout) -> Result<InputSentences> {
         }
     } else {
         let bytes = read_bytes(path)?;
-        let mut pieces: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
-        if pieces.last().is_some_and(|p| p.is_empty()) {
-            // The final newline ends the last line; it does not start a blank one.
-            pieces.pop();
-        }
-        for (i, raw) in pieces.into_iter().enumerate() {
-            let line_no = i + 1;
-            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-            let line = std::str::from_utf8(raw)
-                .map_err(|_| Error::data(path, line_no, "not valid UTF-8"))?;
+        for (line_no, line) in lines(&bytes) {
+            let line = line.map_err(|m| Error::data(path, line_no, m))?;
             if line.trim().is_empty() {
                 out.skipped_blank += 1;
                 continue;

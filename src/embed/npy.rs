@@ -48,7 +48,10 @@ pub struct NpyRows<'a> {
 impl NpyRows<'_> {
     /// Writes `values` (`dim` of them) as row `index`.
     pub fn write(&mut self, index: usize, values: &[f32]) -> std::io::Result<()> {
-        assert!(index < self.rows && values.len() == self.dim, "row {index} of the file's shape");
+        assert!(
+            index < self.rows && values.len() == self.dim,
+            "row {index} of the file's shape"
+        );
         self.out
             .seek(SeekFrom::Start(self.start + (index * self.dim * 4) as u64))?;
         for v in values {
@@ -162,7 +165,10 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        assert_eq!(std::fs::read(&streamed).unwrap(), std::fs::read(&path).unwrap());
+        assert_eq!(
+            std::fs::read(&streamed).unwrap(),
+            std::fs::read(&path).unwrap()
+        );
         let err = write_npy_rows(&dir.join("f.npy"), 2, 3, |rows| {
             rows.write(0, vectors.row(0)).unwrap();
             Err(Error::Usage("stopped halfway".into()))

@@ -52,9 +52,15 @@ pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>)
     let _ = writeln!(card, "## Usage");
     let _ = writeln!(card);
     let _ = writeln!(card, "```python");
-    let _ = writeln!(card, "from sentence_transformers import SentenceTransformer");
+    let _ = writeln!(
+        card,
+        "from sentence_transformers import SentenceTransformer"
+    );
     let _ = writeln!(card, "model = SentenceTransformer(\"path/to/this/folder\")");
-    let _ = writeln!(card, "vectors = model.encode([\"A man is playing a guitar.\", \"Someone plays music.\"])");
+    let _ = writeln!(
+        card,
+        "vectors = model.encode([\"A man is playing a guitar.\", \"Someone plays music.\"])"
+    );
     let _ = writeln!(card, "print(model.similarity(vectors, vectors))");
     let _ = writeln!(card, "```");
     let _ = writeln!(card);
@@ -79,7 +85,10 @@ pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>)
         ("base model", format!("`{base}`")),
         (
             "pooling (training / evaluation)",
-            format!("`{}` / `{}`", config.model.pooling, config.model.eval_pooling),
+            format!(
+                "`{}` / `{}`",
+                config.model.pooling, config.model.eval_pooling
+            ),
         ),
         ("max length", format!("{} tokens", config.model.max_len)),
         ("batch size", t.batch_size.to_string()),

@@ -81,9 +81,8 @@ pub fn hub_cache() -> PathBuf {
 
 /// Whether `HF_HUB_OFFLINE` forbids the network (`1`, `true`, `yes`, `on`).
 fn offline() -> bool {
-    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
-        ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str())
-    })
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| ["1", "true", "yes", "on"].contains(&v.trim().to_ascii_lowercase().as_str()))
 }
 
 /// Resolves `arg` to a model directory: a run directory gives its best
@@ -142,16 +141,15 @@ pub fn resolve_model(arg: &str) -> Result<PathBuf> {
         Ok(commit) => commit,
         Err(Failure::Unreachable(why)) if cached.is_some() => {
             let commit = cached.expect("checked");
-            eprintln!(
-                "{arg}: the hub cannot be reached ({why}); using the cached commit {commit}"
-            );
+            eprintln!("{arg}: the hub cannot be reached ({why}); using the cached commit {commit}");
             return Ok(repo.snapshot(&commit));
         }
         Err(Failure::Unreachable(why) | Failure::Refused(why)) => return Err(fail(why)),
     };
     hub.fetch(&repo, &commit).map_err(fail)?;
     if commit != id.revision {
-        repo.set_ref(&id.revision, &commit).map_err(|e| fail(e.to_string()))?;
+        repo.set_ref(&id.revision, &commit)
+            .map_err(|e| fail(e.to_string()))?;
     }
     Ok(repo.snapshot(&commit))
 }
@@ -167,7 +165,10 @@ fn required_names() -> String {
 
 /// Whether `revision` is a full commit hash (40 lowercase hex digits).
 fn is_commit(revision: &str) -> bool {
-    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    revision.len() == 40
+        && revision
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Seconds a hub server may take to answer, and to send the next part of
@@ -446,7 +447,12 @@ impl Hub {
 
     /// Fetches `file` at `commit` into `snapshot`, through a checked
     /// temporary file (see [`check_file`]); `Ok(false)` on 404.
-    fn download(&self, commit: &str, file: &str, snapshot: &Path) -> std::result::Result<bool, String> {
+    fn download(
+        &self,
+        commit: &str,
+        file: &str,
+        snapshot: &Path,
+    ) -> std::result::Result<bool, String> {
         let url = self.url(commit, file);
         let response = self.call(self.agent.get(&url), &url).map_err(|f| match f {
             Failure::Unreachable(why) | Failure::Refused(why) => why,
@@ -469,7 +475,9 @@ impl Hub {
         let tmp = temp_sibling(&dest);
         let result = receive(response.into_body(), total, &tmp, file, &url)
             .and_then(|()| check_file(&tmp, file).map_err(|why| format!("{url}: {why}")))
-            .and_then(|()| std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display())));
+            .and_then(|()| {
+                std::fs::rename(&tmp, &dest).map_err(|e| format!("{}: {e}", dest.display()))
+            });
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
@@ -596,7 +604,10 @@ mod tests {
     fn hub_ids_and_paths_are_told_apart() {
         let id = HubId::parse("sentence-transformers/all-MiniLM-L6-v2").unwrap();
         assert_eq!(id.revision, "main");
-        assert_eq!(id.cache_name(), "models--sentence-transformers--all-MiniLM-L6-v2");
+        assert_eq!(
+            id.cache_name(),
+            "models--sentence-transformers--all-MiniLM-L6-v2"
+        );
         let pinned = HubId::parse("bert-base-uncased@v1.0").unwrap();
         assert_eq!(
             (pinned.name.as_str(), pinned.revision.as_str()),

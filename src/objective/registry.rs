@@ -9,8 +9,8 @@ use super::simcse::Simcse;
 use super::stats::StatsPanel;
 use super::{parse_section, section_of, Objective};
 use crate::config::{located, ObjectiveSection, TrainConfig};
-use crate::overrides::Override;
 use crate::error::{Error, Result};
+use crate::overrides::Override;
 
 use std::path::Path;
 
@@ -105,7 +105,10 @@ fn with_overrides(error: Error, overrides: &[Override]) -> Error {
                 .strip_prefix('`')
                 .and_then(|r| r.split_once('`'))
                 .map(|(key, _)| key);
-            let set = overrides.iter().rev().find(|o| Some(o.dotted().as_str()) == key);
+            let set = overrides
+                .iter()
+                .rev()
+                .find(|o| Some(o.dotted().as_str()) == key);
             let message = match set {
                 Some(o) => format!("{rest} (from --set {}={})", o.dotted(), o.value),
                 None => {
@@ -150,8 +153,8 @@ pub fn parse_with(text: &str, path: &Path, overrides: &[Override]) -> Result<Tra
         .check_tasks()
         .and_then(|_| dispatch(&config.objective, Normalise(&config)))
         .and_then(|r| r);
-    config.objective = checked
-        .map_err(|message| with_overrides(located(path, text, message), overrides))?;
+    config.objective =
+        checked.map_err(|message| with_overrides(located(path, text, message), overrides))?;
     Ok(config)
 }
 

@@ -17,8 +17,8 @@ use serde_json::{json, Value};
 use super::answers::Answer;
 use super::llm::{Llm, LlmError, Request};
 use crate::check;
-use crate::rng::SplitMix64;
 use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
 
 /// Which OpenAI endpoint requests go to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -342,7 +342,9 @@ impl HttpLlm {
             {
                 Err(Attempt::Retry(reason(), Some(Duration::ZERO)))
             }
-            400 if body.get("response_format").is_some_and(|f| f["type"] == "json_schema")
+            400 if body
+                .get("response_format")
+                .is_some_and(|f| f["type"] == "json_schema")
                 && refuses_schema(&text) =>
             {
                 self.no_schema.store(true, Ordering::Relaxed);
@@ -356,7 +358,9 @@ impl HttpLlm {
     /// same answer [`SAME_REJECTIONS`] times in a row stops the run.
     fn rejected(&self, reason: String) -> LlmError {
         let mut last = self.rejections.lock().unwrap_or_else(|e| e.into_inner());
-        let message = reason.split_once(": HTTP ").map_or(reason.as_str(), |(_, m)| m);
+        let message = reason
+            .split_once(": HTTP ")
+            .map_or(reason.as_str(), |(_, m)| m);
         if last.0 == message {
             last.1 += 1;
         } else {
@@ -540,7 +544,9 @@ mod tests {
         .unwrap();
         for attempt in 0..8u32 {
             let full = (2f64.powi(attempt as i32)).min(60.0);
-            let waits: Vec<f64> = (0..200).map(|_| llm.backoff(attempt).as_secs_f64()).collect();
+            let waits: Vec<f64> = (0..200)
+                .map(|_| llm.backoff(attempt).as_secs_f64())
+                .collect();
             assert!(
                 waits.iter().all(|&w| w >= full / 2.0 && w <= full),
                 "attempt {attempt}: {waits:?}"

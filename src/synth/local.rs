@@ -295,7 +295,10 @@ fn held_to(
         }
         sampler.apply(&mut all);
         let picked = all.selected_token()?;
-        all.data.iter().find(|d| d.id() == picked).filter(|d| allowed(d))?;
+        all.data
+            .iter()
+            .find(|d| d.id() == picked)
+            .filter(|d| allowed(d))?;
         picked
     };
     grammar.accept(token);

@@ -87,7 +87,11 @@ impl ReadError {
 }
 
 /// Reads one line of the head, counting it against `left`.
-fn head_line(reader: &mut impl BufRead, line: &mut String, left: &mut usize) -> Result<usize, ReadError> {
+fn head_line(
+    reader: &mut impl BufRead,
+    line: &mut String,
+    left: &mut usize,
+) -> Result<usize, ReadError> {
     line.clear();
     let n = reader
         .by_ref()
@@ -99,7 +103,10 @@ fn head_line(reader: &mut impl BufRead, line: &mut String, left: &mut usize) -> 
         })?;
     *left -= n;
     if *left == 0 && !line.ends_with('\n') {
-        return Err(ReadError::new(431, "the request line and headers are too large"));
+        return Err(ReadError::new(
+            431,
+            "the request line and headers are too large",
+        ));
     }
     Ok(n)
 }
@@ -115,7 +122,9 @@ pub fn read_request(reader: &mut impl BufRead) -> Result<Option<HttpRequest>, Re
     match head_line(reader, &mut line, &mut left) {
         Ok(0) => return Ok(None),
         Ok(_) => {}
-        Err(ReadError { status: Some(408), .. }) => return Ok(None),
+        Err(ReadError {
+            status: Some(408), ..
+        }) => return Ok(None),
         Err(e) => return Err(e),
     }
     let mut words = line.split_whitespace();
@@ -147,14 +156,18 @@ pub fn read_request(reader: &mut impl BufRead) -> Result<Option<HttpRequest>, Re
         return Err(bad("chunked bodies are not taken"));
     }
     let length = match request.header("content-length") {
-        Some(v) => v.parse::<usize>().map_err(|_| bad("a bad content-length"))?,
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| bad("a bad content-length"))?,
         None => 0,
     };
     if length > MAX_BODY {
         return Err(ReadError::new(413, "the body is too large"));
     }
     request.body = vec![0; length];
-    reader.read_exact(&mut request.body).map_err(ReadError::io)?;
+    reader
+        .read_exact(&mut request.body)
+        .map_err(ReadError::io)?;
     Ok(Some(request))
 }
 

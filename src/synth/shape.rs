@@ -138,12 +138,18 @@ mod tests {
     #[test]
     fn the_extraction_schema_is_strict_and_names_every_key() {
         let schema = extraction().json_schema();
-        assert_eq!(schema["required"], json!(["categories", "entities", "quantities"]));
+        assert_eq!(
+            schema["required"],
+            json!(["categories", "entities", "quantities"])
+        );
         assert_eq!(schema["additionalProperties"], false);
         let quantity = &schema["properties"]["quantities"]["items"];
         assert_eq!(quantity["required"], json!(["text", "type", "quantity"]));
         assert_eq!(quantity["properties"]["quantity"]["type"], "number");
-        assert_eq!(schema["properties"]["categories"]["items"]["type"], "string");
+        assert_eq!(
+            schema["properties"]["categories"]["items"]["type"],
+            "string"
+        );
         assert_eq!(candidate().json_schema()["required"], json!(["text"]));
     }
 
@@ -182,6 +188,8 @@ mod tests {
             }
             assert!(grammar.starts_with("root ::= "), "{grammar}");
         }
-        assert!(extraction().gbnf().contains("\"\\\"quantity\\\"\" ws \":\" ws number"));
+        assert!(extraction()
+            .gbnf()
+            .contains("\"\\\"quantity\\\"\" ws \":\" ws number"));
     }
 }

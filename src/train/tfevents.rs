@@ -88,7 +88,10 @@ fn now() -> f64 {
 
 fn step_seconds(entry: &LogEntry) -> f64 {
     match entry {
-        LogEntry::Step(s) => s.seconds.filter(|s| s.is_finite() && *s >= 0.0).unwrap_or(0.0),
+        LogEntry::Step(s) => s
+            .seconds
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .unwrap_or(0.0),
         _ => 0.0,
     }
 }
@@ -124,7 +127,10 @@ fn events_of(entry: &LogEntry, wall: f64, panel: &mut Option<StatsPanel>) -> Vec
         LogEntry::Eval(e) => {
             for (task, scores) in &e.tasks {
                 for (metric, value) in &scores.metrics {
-                    values.push((format!("dev/{task}/{metric}"), Value::Scalar(value.0 as f32)));
+                    values.push((
+                        format!("dev/{task}/{metric}"),
+                        Value::Scalar(value.0 as f32),
+                    ));
                 }
             }
         }
@@ -162,7 +168,9 @@ fn histogram(counts: &[u64], [low, high]: [f64; 2]) -> Vec<u8> {
         _ => (low, low),
     };
     let num: f64 = counts.iter().map(|&c| c as f64).sum();
-    let sum: f64 = (0..counts.len()).map(|i| counts[i] as f64 * centre(i)).sum();
+    let sum: f64 = (0..counts.len())
+        .map(|i| counts[i] as f64 * centre(i))
+        .sum();
     let squares: f64 = (0..counts.len())
         .map(|i| counts[i] as f64 * centre(i) * centre(i))
         .sum();
@@ -170,14 +178,21 @@ fn histogram(counts: &[u64], [low, high]: [f64; 2]) -> Vec<u8> {
     for (field, v) in [(1, min), (2, max), (3, num), (4, sum), (5, squares)] {
         double_field(field, v, &mut out);
     }
-    let limits: Vec<f64> = (0..counts.len()).map(|i| low + width * (i + 1) as f64).collect();
+    let limits: Vec<f64> = (0..counts.len())
+        .map(|i| low + width * (i + 1) as f64)
+        .collect();
     let buckets: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
     packed_doubles(6, &limits, &mut out);
     packed_doubles(7, &buckets, &mut out);
     out
 }
 
-fn encode_event(wall: f64, step: i64, file_version: Option<&str>, values: &[(String, Value)]) -> Vec<u8> {
+fn encode_event(
+    wall: f64,
+    step: i64,
+    file_version: Option<&str>,
+    values: &[(String, Value)],
+) -> Vec<u8> {
     let mut event = Vec::new();
     double_field(1, wall, &mut event);
     if step != 0 {
@@ -258,7 +273,11 @@ fn crc32c(data: &[u8]) -> u32 {
         for (i, entry) in table.iter_mut().enumerate() {
             let mut c = i as u32;
             for _ in 0..8 {
-                c = if c & 1 == 1 { 0x82f6_3b78 ^ (c >> 1) } else { c >> 1 };
+                c = if c & 1 == 1 {
+                    0x82f6_3b78 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
             }
             *entry = c;
         }
@@ -282,7 +301,12 @@ pub mod read {
         /// A scalar.
         Scalar { step: i64, tag: String, value: f32 },
         /// A histogram's bucket limits and counts.
-        Histogram { step: i64, tag: String, limits: Vec<f64>, counts: Vec<f64> },
+        Histogram {
+            step: i64,
+            tag: String,
+            limits: Vec<f64>,
+            counts: Vec<f64>,
+        },
     }
 
     /// Every value in `bytes`, checking each record's CRCs; the message
@@ -291,7 +315,9 @@ pub mod read {
         let mut out = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
-            let header = bytes.get(at..at + 12).ok_or(format!("a cut record at byte {at}"))?;
+            let header = bytes
+                .get(at..at + 12)
+                .ok_or(format!("a cut record at byte {at}"))?;
             let len = u64::from_le_bytes(header[..8].try_into().unwrap()) as usize;
             if masked_crc(&header[..8]) != u32::from_le_bytes(header[8..12].try_into().unwrap()) {
                 return Err(format!("bad length CRC at byte {at}"));
@@ -388,7 +414,11 @@ pub mod read {
                                 }),
                                 5 => {
                                     let h = fields(b)?;
-                                    let get = |n| h.iter().find(|f| f.0 == n).map_or(Vec::new(), |f| doubles(f.3));
+                                    let get = |n| {
+                                        h.iter()
+                                            .find(|f| f.0 == n)
+                                            .map_or(Vec::new(), |f| doubles(f.3))
+                                    };
                                     out.push(Read::Histogram {
                                         step,
                                         tag: tag.clone(),
@@ -408,7 +438,10 @@ pub mod read {
     }
 
     fn fields_of(data: &[u8], number: u64) -> Result<Vec<Field<'_>>, String> {
-        Ok(fields(data)?.into_iter().filter(|f| f.0 == number).collect())
+        Ok(fields(data)?
+            .into_iter()
+            .filter(|f| f.0 == number)
+            .collect())
     }
 }
 
@@ -427,7 +460,10 @@ mod tests {
     fn records_read_back_and_damage_is_found() {
         let values_in = [
             ("train/loss".to_string(), Value::Scalar(0.25)),
-            ("s/weights".to_string(), Value::Histogram(histogram(&[1, 0, 3], [0.0, 1.5]))),
+            (
+                "s/weights".to_string(),
+                Value::Histogram(histogram(&[1, 0, 3], [0.0, 1.5])),
+            ),
         ];
         let mut bytes = record(&encode_event(1.0, 0, Some("brain.Event:2"), &[]));
         bytes.extend(record(&encode_event(2.0, 300, None, &values_in)));
@@ -436,7 +472,11 @@ mod tests {
             read,
             [
                 Read::Version("brain.Event:2".into()),
-                Read::Scalar { step: 300, tag: "train/loss".into(), value: 0.25 },
+                Read::Scalar {
+                    step: 300,
+                    tag: "train/loss".into(),
+                    value: 0.25
+                },
                 Read::Histogram {
                     step: 300,
                     tag: "s/weights".into(),
@@ -449,6 +489,8 @@ mod tests {
         let last = damaged.len() - 10;
         damaged[last] ^= 1;
         assert!(values(&damaged).unwrap_err().contains("CRC"));
-        assert!(values(&bytes[..bytes.len() - 1]).unwrap_err().contains("cut"));
+        assert!(values(&bytes[..bytes.len() - 1])
+            .unwrap_err()
+            .contains("cut"));
     }
 }

@@ -340,7 +340,10 @@ fn version_names_the_built_features_and_help_the_environment() {
     for (name, built) in features {
         assert_eq!(listed.contains(name), built, "{name} in {out:?}");
     }
-    assert!(out.starts_with(&format!("gcse {}", env!("CARGO_PKG_VERSION"))), "{out}");
+    assert!(
+        out.starts_with(&format!("gcse {}", env!("CARGO_PKG_VERSION"))),
+        "{out}"
+    );
     let (ok, out, err) = gcse(&["--help"]);
     assert!(ok, "{err}");
     for name in [

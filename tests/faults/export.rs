@@ -90,7 +90,10 @@ fn export_targets() {
         "| batch size |",
         "No test results",
     ] {
-        assert!(card.contains(expected), "{expected} in the model card:\n{card}");
+        assert!(
+            card.contains(expected),
+            "{expected} in the model card:\n{card}"
+        );
     }
     let st: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(w.path("exported/config_sentence_transformers.json")).unwrap(),
@@ -101,14 +104,25 @@ fn export_targets() {
     // Two-layer poolings have no sentence-transformers module: refused.
     let strings = |args: &[&str]| args.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut args = train(&config);
-    args.extend(["--run-dir", "run-afl", "--set", "model.eval_pooling=avg_first_last"]);
+    args.extend([
+        "--run-dir",
+        "run-afl",
+        "--set",
+        "model.eval_pooling=avg_first_last",
+    ]);
     let limit = std::time::Duration::from_secs(120);
     let trained = run(&w.dir, &strings(&args), &[], limit);
     assert_eq!(trained.code, Some(0), "{}", trained.stderr);
-    let refused = run(&w.dir, &strings(&["export", "run-afl", "--to", "afl"]), &[], limit);
+    let refused = run(
+        &w.dir,
+        &strings(&["export", "run-afl", "--to", "afl"]),
+        &[],
+        limit,
+    );
     assert_eq!(refused.code, Some(1), "{}", refused.stderr);
     assert!(
-        refused.stderr.contains("avg_first_last") && refused.stderr.contains("sentence-transformers"),
+        refused.stderr.contains("avg_first_last")
+            && refused.stderr.contains("sentence-transformers"),
         "{}",
         refused.stderr
     );

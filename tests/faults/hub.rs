@@ -198,9 +198,15 @@ fn hub_servers() {
     assert!(tally.cases >= 15, "{tally:?}");
     // What the good hub served is cached in the Hugging Face layout.
     let good = w.path("cache-good/models--org--tiny");
-    assert_eq!(std::fs::read_to_string(good.join("refs/main")).unwrap(), COMMIT);
+    assert_eq!(
+        std::fs::read_to_string(good.join("refs/main")).unwrap(),
+        COMMIT
+    );
     for file in ["config.json", "vocab.txt", "model.safetensors"] {
-        assert!(good.join("snapshots").join(COMMIT).join(file).is_file(), "{file}");
+        assert!(
+            good.join("snapshots").join(COMMIT).join(file).is_file(),
+            "{file}"
+        );
     }
     std::fs::remove_dir_all(&w.dir).unwrap();
 }

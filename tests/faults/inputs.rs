@@ -384,8 +384,14 @@ fn embed_reads_csv_columns_and_gzip_and_streams_npy_rows() {
     };
     let plain = embed_to("plain.txt", "plain.npy", &[]);
     assert_eq!(plain.rows(), 3);
-    assert_eq!(embed_to("pairs.csv", "csv.npy", &["--column", "sentence"]), plain);
-    assert_eq!(embed_to("pairs.csv.gz", "gz.npy", &["--column", "2", "--header"]), plain);
+    assert_eq!(
+        embed_to("pairs.csv", "csv.npy", &["--column", "sentence"]),
+        plain
+    );
+    assert_eq!(
+        embed_to("pairs.csv.gz", "gz.npy", &["--column", "2", "--header"]),
+        plain
+    );
     let normalized = embed_to("plain.txt", "unit.npy", &["--normalize"]);
     for i in 0..3 {
         let norm: f32 = normalized.row(i).iter().map(|v| v * v).sum::<f32>().sqrt();
