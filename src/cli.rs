@@ -103,6 +103,13 @@ pub enum Command {
     /// Data synthesis with an LLM (paper section 3.1).
     #[command(subcommand)]
     Synth(SynthCommand),
+    /// Run a method's stages (train, synth, filter, eval) from one pipeline
+    /// file, each skipped when done with the same inputs, resumed when
+    /// interrupted, rerun when its settings or anything upstream changed.
+    Pipeline(PipelineArgs),
+    /// Run variants of a pipeline (ablations, seeds) sharing identical
+    /// stages, then one results table (study.md, study.json).
+    Study(StudyArgs),
 }
 
 /// `gcse synth ...`.
@@ -437,6 +444,53 @@ pub struct ExportArgs {
     /// Compute backend used to load the checkpoint.
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
+}
+
+/// `gcse pipeline`.
+#[derive(Debug, Clone, Args)]
+pub struct PipelineArgs {
+    /// The pipeline file (see configs/pipeline-*.toml and the README).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run this stage and every later one anew (earlier ones must be done).
+    #[arg(long, conflicts_with = "only")]
+    pub from: Option<String>,
+    /// Run only this stage, anew (earlier ones must be done).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Print each stage's state, why it would run and its command; run
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub stages: StageRunArgs,
+}
+
+/// How `gcse pipeline` and `gcse study` run their stages.
+#[derive(Debug, Clone, Args)]
+pub struct StageRunArgs {
+    /// Compute backend of train, filter and eval stages.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
+    /// Plain log lines instead of the dashboard in train stages.
+    #[arg(long)]
+    pub no_tui: bool,
+}
+
+/// `gcse study`.
+#[derive(Debug, Clone, Args)]
+pub struct StudyArgs {
+    /// The study file (see configs/study-*.toml and the README).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Run only this variant (repeatable); the table has these alone.
+    #[arg(long)]
+    pub variant: Vec<String>,
+    /// Print every variant's plan; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub stages: StageRunArgs,
 }
 
 /// `gcse compare`.

@@ -96,6 +96,40 @@ impl Override {
     }
 }
 
+/// `prefix.key`, or `key` at the top.
+pub fn join_key(prefix: &str, key: &str) -> String {
+    if prefix.is_empty() {
+        key.to_string()
+    } else {
+        format!("{prefix}.{key}")
+    }
+}
+
+/// Every leaf of `value` under its dotted key, as TOML text; arrays of
+/// tables by index (the keys `--set` takes).
+pub fn flatten(
+    prefix: &str,
+    value: &toml::Value,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    let key = |k: &str| join_key(prefix, k);
+    match value {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                flatten(&key(k), v, out);
+            }
+        }
+        toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
+            for (i, v) in items.iter().enumerate() {
+                flatten(&key(&i.to_string()), v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,9 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::llm_server::{Reply, ScriptedServer};
+use common::llm_server::scripted_completions;
 use common::temp_dir;
-use serde_json::json;
 
 const SOURCES: &[&str] = &[
     "Three friends walked from Paris to Lyon in 9 days.",
@@ -26,55 +25,6 @@ const SOURCES: &[&str] = &[
     "A ferry links Marseille and Corsica twice a day.",
     "Tourists in Corsica hiked 5 trails in the mountains.",
 ];
-
-/// The last line of `prompt` that starts with `label`, without the label.
-fn last_line<'a>(prompt: &'a str, label: &str) -> &'a str {
-    prompt
-        .lines()
-        .rev()
-        .find_map(|l| l.strip_prefix(label))
-        .unwrap_or("")
-        .trim()
-}
-
-/// A deterministic stand-in for an LLM: knowledge from capitalised words
-/// (cities) and numbers; candidates tagged with the prompt's kind.
-fn answer(prompt: &str) -> String {
-    let tail = prompt.trim_end().rsplit('\n').next().unwrap_or("");
-    if tail == "JSON:" {
-        let sentence = last_line(prompt, "Sentence:");
-        let words: Vec<&str> = sentence
-            .split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .collect();
-        let entities: Vec<_> = words
-            .iter()
-            .skip(1)
-            .filter(|w| w.chars().next().unwrap().is_uppercase())
-            .map(|w| json!({"text": w, "type": "place"}))
-            .collect();
-        let quantities: Vec<_> = words
-            .iter()
-            .filter(|w| w.parse::<u32>().is_ok())
-            .map(|w| json!({"text": w, "type": "count", "quantity": w.parse::<u32>().unwrap()}))
-            .collect();
-        return json!({"categories": ["travel"], "entities": entities, "quantities": quantities})
-            .to_string();
-    }
-    let kind = tail.trim_end_matches(':');
-    let basis = match kind {
-        "Sentence" => last_line(prompt, "Knowledge:").to_string(),
-        "Revised" => format!(
-            "{} / {}",
-            last_line(prompt, "Swap:"),
-            last_line(prompt, "Change:")
-        ),
-        _ => last_line(prompt, "Sentence:").to_string(),
-    };
-    let mut reversed: Vec<&str> = basis.split_whitespace().collect();
-    reversed.reverse();
-    json!({"text": format!("{kind}: {}", reversed.join(" "))}).to_string()
-}
 
 fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("sources.txt"), SOURCES.join("\n") + "\n").unwrap();
@@ -133,22 +83,10 @@ fn finish(child: Child) {
     );
 }
 
-fn server() -> ScriptedServer {
-    // Each answer takes a moment, so that a kill finds a request in flight.
-    ScriptedServer::start(|_, r| {
-        let text = answer(r.body["prompt"].as_str().unwrap());
-        Reply::new(
-            200,
-            json!({"choices": [{"text": text}], "usage": {"completion_tokens": 4}}).to_string(),
-        )
-        .after(Duration::from_millis(40))
-    })
-}
-
 #[test]
 fn a_killed_run_resumes_to_the_same_output_without_repeating_requests() {
     let whole = temp_dir("resume-whole");
-    let reference = server();
+    let reference = scripted_completions(Duration::from_millis(40));
     finish(start(&write_config(&whole, &reference.url)));
     let total = reference.count();
     // 8 extraction requests and 8 x 5 candidates.
@@ -166,7 +104,7 @@ fn a_killed_run_resumes_to_the_same_output_without_repeating_requests() {
     );
 
     let killed = temp_dir("resume-killed");
-    let server = server();
+    let server = scripted_completions(Duration::from_millis(40));
     let config = write_config(&killed, &server.url);
     // During extraction, early in generation, late in generation.
     let kill_points = [5, 15, 40];

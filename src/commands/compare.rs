@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::objective::registry;
+use crate::overrides::flatten;
 use crate::run_dir::RunDir;
 use crate::train::metrics_log::{read_log, LogEntry};
 
@@ -106,32 +107,6 @@ fn summarise(path: &Path) -> Result<RunSummary> {
         average,
         settings,
     })
-}
-
-/// Every leaf of `value` under dotted keys; arrays of tables by index.
-fn flatten(prefix: &str, value: &toml::Value, out: &mut BTreeMap<String, String>) {
-    let key = |k: &str| {
-        if prefix.is_empty() {
-            k.to_string()
-        } else {
-            format!("{prefix}.{k}")
-        }
-    };
-    match value {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                flatten(&key(k), v, out);
-            }
-        }
-        toml::Value::Array(items) if items.iter().any(toml::Value::is_table) => {
-            for (i, v) in items.iter().enumerate() {
-                flatten(&key(&i.to_string()), v, out);
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
 }
 
 fn results_table(runs: &[RunSummary]) -> String {

@@ -6,6 +6,7 @@ pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod filter;
+pub mod pipeline;
 pub mod synth;
 pub mod train;
 
@@ -113,6 +114,8 @@ pub fn run(cli: Cli) -> Result<()> {
             backend::run(&resolved, export::ExportTask { args })
         }
         Command::Synth(command) => synth::run(command),
+        Command::Pipeline(args) => pipeline::pipeline(&args),
+        Command::Study(args) => pipeline::study(&args),
     }
 }
 

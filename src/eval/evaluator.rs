@@ -50,7 +50,6 @@ pub struct TaskResult {
     /// The task's name.
     pub task: String,
     /// Its column header.
-    #[serde(skip)]
     pub column: String,
     /// Its family's name (tables group tasks by it).
     #[serde(skip)]

@@ -70,9 +70,10 @@ pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>)
     let _ = writeln!(card);
     let _ = writeln!(card, "| setting | value |");
     let _ = writeln!(card, "|---|---|");
-    let steps = t
-        .max_steps
-        .map_or(format!("{} epochs", t.epochs), |s| format!("{s} steps"));
+    let steps = t.max_steps.map_or(
+        format!("{} epoch{}", t.epochs, if t.epochs == 1 { "" } else { "s" }),
+        |s| format!("{s} steps"),
+    );
     let sources = |specs: &[crate::data::corpus::SourceSpec]| {
         specs
             .iter()

@@ -20,6 +20,7 @@ use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::{Embedder, Embeddings};
 use crate::embed::npy::{read_npy, write_npy};
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 use crate::json_file::{read_json, write_json};
 use crate::model::encoder::SentenceEncoder;
 use crate::model::hub::resolve_model;
@@ -62,7 +63,7 @@ pub struct Teacher<B: AutodiffBackend> {
 struct CacheKey {
     teacher: TeacherSpec,
     sentences: usize,
-    /// FNV-1a (64 bits) of the sentences, each followed by a newline.
+    /// The sentences' [`Fingerprint`], each sentence a field.
     fingerprint: String,
 }
 
@@ -193,16 +194,13 @@ pub fn frozen_vectors<B: AutodiffBackend>(
     teacher.cached_vectors(texts, &setup.run.teacher_cache(name), setup.inference_batch)
 }
 
-/// FNV-1a over the sentences, each followed by a newline, as 16 hex digits.
+/// The sentences' fingerprint, each sentence a field.
 fn fingerprint(sentences: &[&str]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in sentences
-        .iter()
-        .flat_map(|s| s.bytes().chain(std::iter::once(b'\n')))
-    {
-        hash = (hash ^ byte as u64).wrapping_mul(0x0100_0000_01b3);
+    let mut hash = Fingerprint::new();
+    for sentence in sentences {
+        hash.field(sentence.as_bytes());
     }
-    format!("{hash:016x}")
+    hash.hex()
 }
 
 #[cfg(test)]
@@ -211,7 +209,7 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_sentence_lists_apart() {
-        assert_eq!(fingerprint(&[]), "cbf29ce484222325");
+        assert_ne!(fingerprint(&[]), fingerprint(&[""]));
         assert_ne!(fingerprint(&["a b"]), fingerprint(&["a", "b"]));
         assert_ne!(fingerprint(&["a", "b"]), fingerprint(&["b", "a"]));
         assert_eq!(fingerprint(&["x"]), fingerprint(&["x"]));

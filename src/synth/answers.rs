@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fingerprint::Fingerprint;
 
 /// Sampling parameters of a request; part of its key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,31 +37,18 @@ pub struct Sampling {
 /// name, the prompt and the sampling parameters (stop strings included),
 /// each field delimited.
 pub fn request_key(model: &str, prompt: &str, sampling: &Sampling) -> String {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     let seed = sampling.seed.map_or("none".to_string(), |s| s.to_string());
-    let temperature = sampling.temperature.to_bits().to_le_bytes();
-    let top_p = sampling.top_p.to_bits().to_le_bytes();
-    let max_tokens = sampling.max_tokens.to_le_bytes();
-    let fields = [
-        model.as_bytes(),
-        prompt.as_bytes(),
-        &temperature,
-        &top_p,
-        &max_tokens,
-        seed.as_bytes(),
-    ]
-    .into_iter()
-    .chain(sampling.stop.iter().map(|s| s.as_bytes()));
-    let mut hash = OFFSET;
-    for field in fields {
-        // The length first, so that no two field lists share a byte stream.
-        for byte in (field.len() as u64).to_le_bytes().iter().chain(field) {
-            hash ^= u128::from(*byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
+    let mut key = Fingerprint::new();
+    key.field(model.as_bytes())
+        .field(prompt.as_bytes())
+        .field(&sampling.temperature.to_bits().to_le_bytes())
+        .field(&sampling.top_p.to_bits().to_le_bytes())
+        .field(&sampling.max_tokens.to_le_bytes())
+        .field(seed.as_bytes());
+    for stop in &sampling.stop {
+        key.field(stop.as_bytes());
     }
-    format!("{hash:032x}")
+    key.hex()
 }
 
 /// An LLM's answer to one request.

@@ -217,7 +217,12 @@ impl SynthConfig {
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let config: SynthConfig = toml::from_str(&text).map_err(|e| Error::Config {
+        Self::parse(&text, path)
+    }
+
+    /// Parses and checks a synthesis file's text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self> {
+        let config: SynthConfig = toml::from_str(text).map_err(|e| Error::Config {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

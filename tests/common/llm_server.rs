@@ -170,3 +170,65 @@ fn serve(stream: TcpStream, (received, in_flight, max_in_flight, script): Shared
         }
     }
 }
+
+/// The last line of `prompt` that starts with `label`, without the label.
+fn last_line<'a>(prompt: &'a str, label: &str) -> &'a str {
+    prompt
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or("")
+        .trim()
+}
+
+/// A deterministic stand-in for an LLM: knowledge from capitalised words
+/// (cities) and numbers; candidates tagged with the prompt's kind.
+pub fn scripted_answer(prompt: &str) -> String {
+    let tail = prompt.trim_end().rsplit('\n').next().unwrap_or("");
+    if tail == "JSON:" {
+        let sentence = last_line(prompt, "Sentence:");
+        let words: Vec<&str> = sentence
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .collect();
+        let entities: Vec<_> = words
+            .iter()
+            .skip(1)
+            .filter(|w| w.chars().next().unwrap().is_uppercase())
+            .map(|w| json!({"text": w, "type": "place"}))
+            .collect();
+        let quantities: Vec<_> = words
+            .iter()
+            .filter(|w| w.parse::<u32>().is_ok())
+            .map(|w| json!({"text": w, "type": "count", "quantity": w.parse::<u32>().unwrap()}))
+            .collect();
+        return json!({"categories": ["travel"], "entities": entities, "quantities": quantities})
+            .to_string();
+    }
+    let kind = tail.trim_end_matches(':');
+    let basis = match kind {
+        "Sentence" => last_line(prompt, "Knowledge:").to_string(),
+        "Revised" => format!(
+            "{} / {}",
+            last_line(prompt, "Swap:"),
+            last_line(prompt, "Change:")
+        ),
+        _ => last_line(prompt, "Sentence:").to_string(),
+    };
+    let mut reversed: Vec<&str> = basis.split_whitespace().collect();
+    reversed.reverse();
+    json!({"text": format!("{kind}: {}", reversed.join(" "))}).to_string()
+}
+
+/// A completions server answering [`scripted_answer`] of each prompt after
+/// `delay` (so that a kill finds a request in flight).
+pub fn scripted_completions(delay: Duration) -> ScriptedServer {
+    ScriptedServer::start(move |_, r| {
+        let text = scripted_answer(r.body["prompt"].as_str().unwrap());
+        Reply::new(
+            200,
+            json!({"choices": [{"text": text}], "usage": {"completion_tokens": 4}}).to_string(),
+        )
+        .after(delay)
+    })
+}

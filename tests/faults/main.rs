@@ -2,7 +2,7 @@
 //! model folders, hub servers, evaluation data, embed / filter / eval
 //! inputs, synthesis servers, export targets, and faults during training
 //! (signals, SIGKILL, divergence, two processes, damaged checkpoints, a full
-//! disk). Every case asserts no panic, no hang, its exit status, an error
+//! disk), and pipelines killed in each stage. Every case asserts no panic, no hang, its exit status, an error
 //! naming the file, key or line at fault, and that nothing the user had was
 //! lost (`harness`).
 
@@ -17,6 +17,7 @@ mod harness;
 mod hub;
 mod inputs;
 mod models;
+mod pipeline;
 mod raw_server;
 mod synth;
 mod training;

@@ -97,7 +97,7 @@ fn finish(child: Child, stdout: JoinHandle<String>) -> Outcome {
 }
 
 /// The (step, loss) of each step entry of `run`'s log.
-fn losses(run: &Path) -> Vec<(usize, f64)> {
+pub fn losses(run: &Path) -> Vec<(usize, f64)> {
     read_log(&run.join("metrics.jsonl"))
         .unwrap()
         .into_iter()
