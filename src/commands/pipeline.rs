@@ -88,9 +88,14 @@ pub fn study(args: &StudyArgs) -> Result<()> {
     );
     let mut session = Session::new(runner(&args.stages)?);
     let (table, counts) = run_study(&spec, &args.variant, args.dry_run, &mut session)?;
+    let (verb, count) = if args.dry_run {
+        ("would run", counts.to_run)
+    } else {
+        ("ran", counts.ran)
+    };
     println!(
-        "\nstages: {} in all; {} ran, {} shared between variants, {} done before",
-        counts.planned, counts.ran, counts.shared, counts.done
+        "\nstages: {} in all; {count} {verb}, {} shared between variants, {} done before",
+        counts.planned, counts.shared, counts.done
     );
     if !args.dry_run {
         println!("\nresults of stage `{}`:\n{table}", spec.table);

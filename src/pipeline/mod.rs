@@ -47,7 +47,8 @@ pub enum Outcome {
     Ran(f64),
     /// Already done before this command (its recorded seconds).
     Done(f64),
-    /// Done by an earlier variant of this command (identical inputs).
+    /// Done (or, planning only, to be done) by an earlier variant of this
+    /// command: identical inputs.
     Shared(f64),
     /// Would run (`--dry-run`).
     Planned,
@@ -190,6 +191,14 @@ pub fn execute(
             out.push((stage, outcome));
             continue;
         }
+        if options.dry_run && session.seen.contains(&stage.key) {
+            println!(
+                "{label}: would be shared with an earlier variant, {}",
+                stage.dir.display()
+            );
+            out.push((stage, Outcome::Shared(0.0)));
+            continue;
+        }
         let previous = links.previous(&stage.name).filter(|p| *p != stage.dir);
         let why = if forced {
             "asked for (--from/--only)".to_string()
@@ -207,6 +216,7 @@ pub fn execute(
                 stage.dir.display(),
                 session.runner.command_line(&stage)?
             );
+            session.seen.insert(stage.key.clone());
             out.push((stage, Outcome::Planned));
             continue;
         }

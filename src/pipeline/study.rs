@@ -405,6 +405,8 @@ pub struct Counts {
     pub planned: usize,
     /// Run by this command.
     pub ran: usize,
+    /// Would run (`--dry-run`).
+    pub to_run: usize,
     /// Skipped: identical to a stage an earlier variant ran or found done.
     pub shared: usize,
     /// Skipped: done before this command.
@@ -455,7 +457,8 @@ pub fn run_study(
                 Outcome::Ran(_) => counts.ran += 1,
                 Outcome::Shared(_) => counts.shared += 1,
                 Outcome::Done(_) => counts.done += 1,
-                Outcome::Planned | Outcome::Left => {}
+                Outcome::Planned => counts.to_run += 1,
+                Outcome::Left => {}
             }
             if stage.name == spec.table {
                 if let Some(scores) = scores_of(stage)? {

@@ -470,6 +470,15 @@ name = "no-decay"
 set = { "stage2.gcse.decay" = "none" }
 "#,
     );
+    let plan = gcse(&w, &["study", "--config", "study.toml", "--dry-run"]);
+    assert_ok("study plan", &plan);
+    assert!(
+        plan.stdout
+            .contains("stages: 20 in all; 11 would run, 9 shared between variants, 0 done before"),
+        "{}",
+        plan.stdout
+    );
+    assert!(!w.path("out").exists(), "a plan writes nothing");
     let first = gcse(
         &w,
         &[
@@ -488,7 +497,7 @@ set = { "stage2.gcse.decay" = "none" }
         serde_json::from_str(&std::fs::read_to_string(w.path("out/study.json")).unwrap()).unwrap();
     assert_eq!(
         study["counts"],
-        json!({"planned": 20, "ran": 11, "shared": 9, "done": 0}),
+        json!({"planned": 20, "ran": 11, "to_run": 0, "shared": 9, "done": 0}),
         "{}",
         first.stdout
     );
