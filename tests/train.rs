@@ -621,13 +621,13 @@ fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
         .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|entry| entry.unwrap().path());
     for path in files {
-        // Synthesis configs are checked in tests/synth_config.rs.
-        let synthesis = path
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with("synth-");
-        if path.extension().is_some_and(|e| e == "toml") && !synthesis {
+        // Synthesis configs are checked in tests/synth_config.rs, pipeline
+        // and study files in tests/faults/pipeline.rs.
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let other = ["synth-", "pipeline-", "study-"]
+            .iter()
+            .any(|p| name.starts_with(p));
+        if path.extension().is_some_and(|e| e == "toml") && !other {
             let config = gcse::objective::registry::load(&path).unwrap_or_else(|e| panic!("{e}"));
             names.push(path.file_name().unwrap().to_string_lossy().into_owned());
             if common::senteval_dir("every_shipped_experiment_file_finds_its_data").is_some() {

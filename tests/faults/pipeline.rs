@@ -581,3 +581,40 @@ fn bad_pipeline_and_study_files() {
     assert_eq!(tally.errors, 22, "{tally:?}");
     std::fs::remove_dir_all(&w.dir).unwrap();
 }
+
+#[test]
+fn every_shipped_pipeline_and_study_plans() {
+    let Some(_) = crate::common::senteval_dir("every_shipped_pipeline_and_study_plans") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(root.join("configs")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let command = match name.split('-').next() {
+            Some("pipeline") => "pipeline",
+            Some("study") => "study",
+            _ => continue,
+        };
+        let file = format!("configs/{name}");
+        let out = run(
+            root,
+            &[command.into(), "--config".into(), file, "--dry-run".into()],
+            &[],
+            Duration::from_secs(300),
+        );
+        assert_ok(&name, &out);
+        assert!(out.stdout.contains("[1/"), "{name}: {}", out.stdout);
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "pipeline-gcse-bert-base.toml",
+            "pipeline-quickstart.toml",
+            "study-gcse-table4.toml",
+            "study-quickstart.toml"
+        ]
+    );
+}
