@@ -12,19 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::llm_server::scripted_completions;
+use common::llm_server::{scripted_completions, SCRIPTED_SOURCES as SOURCES};
 use common::temp_dir;
-
-const SOURCES: &[&str] = &[
-    "Three friends walked from Paris to Lyon in 9 days.",
-    "The museum in Paris opened 2 new rooms this spring.",
-    "A train from Lyon to Geneva takes 2 hours.",
-    "Students in Geneva planted 40 trees near the lake.",
-    "The bakery in Lyon sells 300 loaves every morning.",
-    "Fishermen from Marseille caught 12 tuna last week.",
-    "A ferry links Marseille and Corsica twice a day.",
-    "Tourists in Corsica hiked 5 trails in the mountains.",
-];
 
 fn write_config(dir: &Path, url: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("sources.txt"), SOURCES.join("\n") + "\n").unwrap();

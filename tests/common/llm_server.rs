@@ -232,3 +232,15 @@ pub fn scripted_completions(delay: Duration) -> ScriptedServer {
         .after(delay)
     })
 }
+
+/// Sentences whose knowledge [`scripted_answer`] makes: cities and numbers.
+pub const SCRIPTED_SOURCES: &[&str] = &[
+    "Three friends walked from Paris to Lyon in 9 days.",
+    "The museum in Paris opened 2 new rooms this spring.",
+    "A train from Lyon to Geneva takes 2 hours.",
+    "Students in Geneva planted 40 trees near the lake.",
+    "The bakery in Lyon sells 300 loaves every morning.",
+    "Fishermen from Marseille caught 12 tuna last week.",
+    "A ferry links Marseille and Corsica twice a day.",
+    "Tourists in Corsica hiked 5 trails in the mountains.",
+];

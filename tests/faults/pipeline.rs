@@ -13,19 +13,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::common::llm_server::scripted_completions;
+use crate::common::llm_server::{scripted_completions, SCRIPTED_SOURCES};
 use crate::harness::{run, run_table, Case, Outcome};
 use crate::training::losses;
 use crate::world::{edit, World, EXPERIMENT};
-
-const SOURCES: &[&str] = &[
-    "Three friends walked from Paris to Lyon in 9 days.",
-    "The museum in Paris opened 2 new rooms this spring.",
-    "A train from Lyon to Geneva takes 2 hours.",
-    "Students in Geneva planted 40 trees near the lake.",
-    "The bakery in Lyon sells 300 loaves every morning.",
-    "Fishermen from Marseille caught 12 tuna last week.",
-];
 
 const STAGES: [&str; 5] = ["stage1", "synth", "filter", "stage2", "test"];
 
@@ -33,7 +24,7 @@ const STAGES: [&str; 5] = ["stage1", "synth", "filter", "stage2", "test"];
 /// a log line a step) and `sources.txt`; returns the pipeline text writing
 /// in `dir` with the synthesis asking `url`.
 fn pipeline(w: &World, dir: &str, url: &str) -> String {
-    w.write("sources.txt", SOURCES.join("\n") + "\n");
+    w.write("sources.txt", SCRIPTED_SOURCES[..6].join("\n") + "\n");
     w.write(
         "stage1.toml",
         edit(
