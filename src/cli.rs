@@ -77,8 +77,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Score a model on the SentEval STS suite (Spearman x 100).
+    /// Score a model on the SentEval STS suite (Spearman x 100); a
+    /// cross-encoder scores each pair directly.
     Eval(EvalArgs),
+    /// Score sentence pairs with a model: a cross-encoder's sigmoid of its
+    /// logit, or a bi-encoder's cosine.
+    Score(ScoreArgs),
     /// Write sentence embeddings of a text or JSONL file to .npy or JSONL.
     Embed(EmbedArgs),
     /// Train from a TOML experiment file (stage 1: unsupervised SimCSE;
@@ -110,6 +114,39 @@ pub enum Command {
     /// Run variants of a pipeline (ablations, seeds) sharing identical
     /// stages, then one results table (study.md, study.json).
     Study(StudyArgs),
+    /// Bi-/cross-encoder mutual distillation (after Trans-Encoder): cycles
+    /// in which a bi-encoder labels unlabeled pairs, a cross-encoder trains
+    /// on them and relabels them, and the bi-encoder trains on its labels;
+    /// each cycle's models kept, the best of each kind by STS-B dev.
+    DistillCycle(CycleArgs),
+}
+
+/// `gcse score`.
+#[derive(Debug, Clone, Args)]
+pub struct ScoreArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Pairs: JSONL (`a`/`b`, `sentence1`/`sentence2`...) or tab-separated
+    /// (first two columns, or columns named by a header).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Write JSONL `{a, b, score}` here [default: print to stdout].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// `gcse distill-cycle`.
+#[derive(Debug, Clone, Args)]
+pub struct CycleArgs {
+    /// The cycle file (see configs/quickstart-cycle.toml).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Print each stage's state, why it would run and its command; run
+    /// nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub stages: StageRunArgs,
 }
 
 /// `gcse synth ...`.

@@ -33,7 +33,9 @@ pub struct TrainConfig {
     pub objective: ObjectiveSection,
     /// The encoder to start from.
     pub model: ModelSection,
-    /// Training sentences.
+    /// Training sentences (none for the objectives that read their own
+    /// examples, such as scored pairs).
+    #[serde(default)]
     pub data: DataSection,
     /// Optimisation.
     #[serde(default)]
@@ -128,6 +130,19 @@ pub struct DataSection {
     /// (a seeded sample keeping the ratio). Default: no cap.
     #[serde(default)]
     pub max_sentences: Option<usize>,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            domain: Vec::new(),
+            general: Vec::new(),
+            candidates: Vec::new(),
+            triplets: Vec::new(),
+            ratio: default_ratio(),
+            max_sentences: None,
+        }
+    }
 }
 
 /// Which optimizer.

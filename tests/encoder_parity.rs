@@ -1,6 +1,8 @@
 //! all-MiniLM-L6-v2 against the PyTorch reference (scripts/reference_sts.py,
 //! fixture tests/fixtures/minilm_embeddings.json): token ids, and sentence
-//! vectors under every pooler on `cpu` and on `wgpu`.
+//! vectors under every pooler on `cpu` and on `wgpu`; as a cross-encoder
+//! (scripts/reference_cross.py, tests/fixtures/cross_encoder.json): pair
+//! token ids and logits, and the same logits after an export.
 
 mod common;
 
@@ -8,6 +10,8 @@ use burn::tensor::backend::AutodiffBackend;
 use gcse::backend::{resolve, run, BackendKind, BackendTask, Resolved};
 use gcse::data::tokenizer::SentenceTokenizer;
 use gcse::embed::embedder::{cosine, Embedder};
+use gcse::model::cross_encoder::LoadedCrossEncoder;
+use gcse::model::export::{write_cross_encoder_folder, FolderMeta};
 use gcse::model::load::LoadedModel;
 use gcse::model::pooling::Pooling;
 
@@ -156,4 +160,110 @@ fn a_vocab_txt_alone_tokenizes_like_the_tokenizer_json() {
         .encode(&sentences)
         .unwrap();
     assert_eq!(from_json, from_vocab);
+}
+
+/// The fixture's cross-encoder on one backend: each pair's logit, and the
+/// same after an export to a cross-encoder folder and a load back.
+struct CrossLogits {
+    dir: std::path::PathBuf,
+    out: std::path::PathBuf,
+}
+
+impl BackendTask for CrossLogits {
+    type Output = (Vec<f64>, Vec<f64>);
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let golden = common::fixture("cross_encoder.json");
+        let (a, b, _) = common::fixture_pairs(&golden);
+        let cross = common::fixture_cross_encoder::<B::InnerBackend>(&self.dir, &golden, &device);
+        let hidden = indicatif::ProgressBar::hidden();
+        let logits = cross.scorer(5, &device).logits(&a, &b, &hidden).unwrap();
+        let meta = FolderMeta {
+            pooling: Pooling::Cls,
+            max_len: 128,
+            provenance: serde_json::Value::Null,
+        };
+        write_cross_encoder_folder(&cross.model, &self.dir, &self.out, &meta, &[]).unwrap();
+        let back = LoadedCrossEncoder::<B::InnerBackend>::from_dir(
+            &self.out,
+            &Default::default(),
+            1,
+            &device,
+        )
+        .unwrap();
+        assert!(back.head_loaded);
+        let again = back.scorer(5, &device).logits(&a, &b, &hidden).unwrap();
+        (logits, again)
+    }
+}
+
+fn check_cross_encoder(test: &str, resolved: &Resolved) {
+    let Some(dir) = common::minilm_dir(test) else {
+        return;
+    };
+    let golden = common::fixture("cross_encoder.json");
+    let (a, b, _) = common::fixture_pairs(&golden);
+    let tokenizer = SentenceTokenizer::from_model_dir(&dir, 128).unwrap();
+    let encoded = tokenizer.encode_pairs(&a, &b).unwrap();
+    let ids: Vec<Vec<f64>> = encoded
+        .iter()
+        .map(|e| e.ids.iter().map(|&x| x as f64).collect())
+        .collect();
+    let types: Vec<Vec<f64>> = encoded
+        .iter()
+        .map(|e| e.type_ids.iter().map(|&x| x as f64).collect())
+        .collect();
+    assert_eq!(ids, rows(&golden["input_ids"]), "pair token ids");
+    assert_eq!(types, rows(&golden["token_type_ids"]), "pair token types");
+    let out = common::temp_dir(test);
+    let (logits, again) = run(
+        resolved,
+        CrossLogits {
+            dir,
+            out: out.join("cross"),
+        },
+    );
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cross/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"].as_object().map(|m| m.len()), Some(1));
+    let expected: Vec<f64> = golden["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let spread = expected.iter().cloned().fold(f64::NEG_INFINITY, f64::max)
+        - expected.iter().cloned().fold(f64::INFINITY, f64::min);
+    assert!(spread > 1e-2, "the fixture's logits differ between pairs");
+    let worst = logits
+        .iter()
+        .zip(&expected)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    eprintln!("{resolved}: largest logit difference from transformers {worst:e}");
+    assert!(
+        worst < 1e-4,
+        "{resolved}: logits {logits:?} vs {expected:?}"
+    );
+    assert_eq!(
+        logits, again,
+        "{resolved}: the exported folder gives the same logits"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn cross_encoder_logits_match_transformers_on_cpu_and_survive_export() {
+    check_cross_encoder("cpu_cross_encoder_logits", &Resolved::Cpu);
+}
+
+#[test]
+fn cross_encoder_logits_match_transformers_on_wgpu() {
+    let test = "wgpu_cross_encoder_logits";
+    match resolve(BackendKind::Wgpu) {
+        Ok(resolved) => check_cross_encoder(test, &resolved),
+        Err(e) => common::skip(test, &e.to_string()),
+    }
 }

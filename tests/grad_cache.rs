@@ -53,6 +53,7 @@ fn model(dropout: f64) -> ContrastiveModel<Train> {
     config.hidden_dropout_prob = dropout;
     config.attention_probs_dropout_prob = dropout;
     let model = ContrastiveModel {
+        classifier: None,
         encoder: SentenceEncoderConfig::new(config).init(&device),
         pooling: Pooling::Cls,
     };

@@ -1,9 +1,11 @@
 //! The contrastive losses against PyTorch (tests/fixtures/losses.json and
 //! gcse_losses.json, made by scripts/reference_losses.py;
 //! distillcse_losses.json, by scripts/reference_distillcse.py;
-//! rank_losses.json, by scripts/reference_rank.py, in `rank_checks`):
-//! InfoNCE, GCSE's Gaussian-decayed loss in each decay mode, DistillCSE's
-//! loss for each KD function and the rank-distillation losses, the loss and
+//! rank_losses.json, by scripts/reference_rank.py, in `rank_checks`;
+//! cross_encoder.json, by scripts/reference_cross.py): InfoNCE, GCSE's
+//! Gaussian-decayed loss in each decay mode, DistillCSE's loss for each KD
+//! function, the rank-distillation losses and the pair losses (binary
+//! cross-entropy with soft targets, cosine MSE, CoSENT), the loss and
 //! its gradients with respect to every embedding, in float64 (float32:
 //! loss_f32.rs).
 
@@ -189,4 +191,70 @@ fn group_p_with_singleton_groups_is_the_unshuffled_loss_and_p_1_shuffles_whole_r
     let (rows, _) = loss_with(Shuffle::GroupP { p: 0.1 }, 7);
     let mean = rows.iter().map(|r| r.group_size).sum::<f64>() / 64.0;
     assert!((2.0..=16.0).contains(&mean), "mean group size {mean}");
+}
+
+#[test]
+fn pair_losses_and_gradients_match_pytorch_in_f64() {
+    use gcse::loss::pairs::{bce_with_logits, PairRegression, PairScores, Regression};
+    use gcse::loss::BatchLoss;
+    use loss_checks::{max_error, vector};
+    type B = Autodiff<NdArray<f64>>;
+    let device = Default::default();
+    let golden = common::fixture("cross_encoder.json");
+    let cases = golden["losses"].as_array().unwrap();
+    let mut kinds = Vec::new();
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let kind = case["loss_kind"].as_str().unwrap();
+        kinds.push(kind);
+        let floats = |k: &str| -> Vec<f64> {
+            case[k]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (loss, grad) = if kind == "bce" {
+            let logits = vector::<B>(&case["logits"], &device).require_grad();
+            let targets = vector::<B>(&case["targets"], &device);
+            let loss = bce_with_logits(logits.clone(), targets);
+            let grads = loss.backward();
+            (values(loss), values(logits.grad(&grads).unwrap()))
+        } else {
+            let z = loss_checks::tensor::<B>(&case["z"], &device).require_grad();
+            let form = if kind == "mse" {
+                Regression::Mse
+            } else {
+                Regression::Cosent
+            };
+            let loss = PairRegression {
+                form,
+                scale: case["scale"].as_f64().unwrap(),
+            };
+            let constants = PairScores {
+                scores: vector::<B>(&case["scores"], &device),
+                values: floats("scores"),
+            };
+            let out = loss.loss(z.clone(), &constants).loss;
+            let grads = out.backward();
+            (values(out), values(z.grad(&grads).unwrap()))
+        };
+        let expected_grad: Vec<f64> = if kind == "bce" {
+            floats("grad")
+        } else {
+            loss_checks::matrix(&case["grad"]).0
+        };
+        let loss_error = max_error(&loss, &[case["loss"].as_f64().unwrap()]);
+        let grad_error = max_error(&grad, &expected_grad);
+        assert!(loss_error < 1e-9, "{name}: loss {loss:?}");
+        assert!(grad_error < 1e-9, "{name}: gradient error {grad_error:e}");
+        assert!(
+            grad.iter().any(|g| g.abs() > 1e-6),
+            "{name}: the gradient is not zero"
+        );
+    }
+    for kind in ["bce", "mse", "cosent"] {
+        assert!(kinds.contains(&kind), "the fixture has a {kind} case");
+    }
 }

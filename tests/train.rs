@@ -621,12 +621,13 @@ fn every_shipped_experiment_file_is_valid_and_finds_its_data() {
         .flat_map(|dir| std::fs::read_dir(dir).unwrap())
         .map(|entry| entry.unwrap().path());
     for path in files {
-        // Synthesis configs are checked in tests/synth_config.rs, pipeline
-        // and study files in tests/faults/pipeline.rs.
+        // Synthesis configs are checked in tests/synth_config.rs, pipeline,
+        // study and cycle files in tests/faults/pipeline.rs.
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let other = ["synth-", "pipeline-", "study-"]
             .iter()
-            .any(|p| name.starts_with(p));
+            .any(|p| name.starts_with(p))
+            || name.ends_with("-cycle.toml");
         if path.extension().is_some_and(|e| e == "toml") && !other {
             let config = gcse::objective::registry::load(&path).unwrap_or_else(|e| panic!("{e}"));
             names.push(path.file_name().unwrap().to_string_lossy().into_owned());
@@ -1462,5 +1463,94 @@ fn set_and_run_dir_override_the_file_are_saved_and_runs_compare() {
     );
     let (ok, _, err) = gcse(&["compare", dir.to_str().unwrap()]);
     assert!(!ok && err.contains("not a run directory"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cross_encoder_steps_match_pytorch() {
+    let Some(model) = common::minilm_dir("cross_encoder_steps_match_pytorch") else {
+        return;
+    };
+    use gcse::model::cross_encoder::LoadedCrossEncoder;
+    use gcse::model::export::{write_cross_encoder_folder, FolderMeta};
+    let golden = common::fixture("cross_encoder.json");
+    let dir = temp_dir("cross-parity");
+    let start = dir.join("start");
+    let cross: LoadedCrossEncoder<common::Cpu> =
+        common::fixture_cross_encoder(&model, &golden, &Default::default());
+    let meta = FolderMeta {
+        pooling: gcse::model::pooling::Pooling::Cls,
+        max_len: 128,
+        provenance: serde_json::Value::Null,
+    };
+    write_cross_encoder_folder(&cross.model, &model, &start, &meta, &[]).unwrap();
+    let (a, b, scores) = common::fixture_pairs(&golden);
+    let pairs: Vec<String> = a
+        .iter()
+        .zip(&b)
+        .zip(&scores)
+        .map(|((a, b), s)| serde_json::json!({"a": a, "b": b, "score": s}).to_string())
+        .collect();
+    std::fs::write(dir.join("pairs.jsonl"), pairs.join("\n") + "\n").unwrap();
+    let t = &golden["train"];
+    let config = write_experiment(
+        &dir,
+        &format!(
+            r#"run_dir = "{run}"
+objective = "cross"
+[model]
+path = "{start}"
+pooling = "cls"
+dropout = 0.0
+max_len = {max_len}
+[train]
+batch_size = {n}
+epochs = {steps}
+lr = {lr}
+max_grad_norm = {clip}
+adam_epsilon = {eps}
+weight_decay = {wd}
+[eval]
+tasks = []
+final_test = false
+[cross]
+pairs = ["{pairs}"]
+score_range = [0.0, 5.0]
+"#,
+            run = dir.join("run").display(),
+            start = start.display(),
+            max_len = golden["max_len"],
+            n = a.len(),
+            steps = t["steps"],
+            lr = t["lr"],
+            clip = t["max_grad_norm"],
+            eps = t["adam_epsilon"],
+            wd = t["weight_decay"],
+            pairs = dir.join("pairs.jsonl").display(),
+        ),
+    );
+    let out = train(&config, &["--backend", "cpu"]);
+    assert!(out.contains("both orders"), "{out}");
+    let reference: Vec<(u64, f64)> = t["losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i as u64 + 1, l.as_f64().unwrap()))
+        .collect();
+    let ours = losses(&dir.join("run"));
+    let worst = ours
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a.1 - b.1).abs())
+        .fold(0.0, f64::max);
+    eprintln!("cross-encoder steps: largest loss difference from PyTorch {worst:e}");
+    assert_same_losses(&ours, &reference, 1e-5, "cpu vs PyTorch");
+    let best = dir.join("run/best");
+    assert_eq!(
+        gcse::model::cross_encoder::ModelKind::of(&best),
+        gcse::model::cross_encoder::ModelKind::CrossEncoder,
+        "the run's model is a cross-encoder folder"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -76,6 +76,7 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
 ) -> (Vec<f64>, f64) {
     let mut model = ContrastiveModel {
+        classifier: None,
         encoder,
         pooling: Pooling::Cls,
     };

@@ -1,17 +1,20 @@
 //! `gcse eval`: the results table of a model on any registered tasks (by
-//! default the seven STS test tasks).
+//! default the seven STS test tasks); a cross-encoder scores each pair of a
+//! task of scored pairs.
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::InferenceModel;
+use super::{load_cross_encoder, InferenceModel};
 use crate::backend::BackendTask;
 use crate::cli::EvalArgs;
 use crate::data::data_root;
 use crate::error::Result;
-use crate::eval::evaluator::{evaluate, EvalData};
+use crate::eval::evaluator::{evaluate, evaluate_pairs, EvalData};
 use crate::eval::mteb::write_results;
 use crate::eval::registry::{self, TEST_SUITE};
 use crate::json_file::write_json;
+use crate::model::cross_encoder::ModelKind;
+use crate::model::hub::resolve_model;
 
 /// `gcse eval` on a chosen backend.
 pub struct EvalTask {
@@ -38,14 +41,35 @@ impl BackendTask for EvalTask {
                 .unwrap_or_else(|| data_root().join("senteval")),
         };
         let evaluators = registry::load(&tasks, &data)?;
-        let model = InferenceModel::<B::InnerBackend>::load(&args.model, &device)?;
-        let report = evaluate(
-            &model.embedder(args.model.batch_size, &device)?,
-            &evaluators,
-        )?;
+        let dir = resolve_model(&args.model.model)?;
+        let (report, pooling, max_len) = match ModelKind::of(&dir) {
+            ModelKind::BiEncoder => {
+                let model = InferenceModel::<B::InnerBackend>::load(&args.model, &device)?;
+                let report = evaluate(
+                    &model.embedder(args.model.batch_size, &device)?,
+                    &evaluators,
+                )?;
+                (
+                    report,
+                    model.pooling.name(),
+                    model.model.tokenizer.max_len(),
+                )
+            }
+            ModelKind::CrossEncoder => {
+                let cross = load_cross_encoder::<B::InnerBackend>(&args.model, &dir, &device)?;
+                let scorer = cross.scorer(args.model.batch_size, &device);
+                let report = evaluate_pairs(&scorer, &evaluators)?;
+                (report, "cross-encoder", cross.tokenizer.max_len())
+            }
+        };
         println!("{}", report.table());
+        let unit = if pooling == "cross-encoder" {
+            "pairs"
+        } else {
+            "sentences"
+        };
         println!(
-            "{} sentences in {:.1} s ({:.1} sentences/s)",
+            "{} {unit} in {:.1} s ({:.1} {unit}/s)",
             report.sentences, report.seconds, report.sentences_per_second
         );
         if let Some(dir) = &args.mteb_dir {
@@ -59,9 +83,9 @@ impl BackendTask for EvalTask {
         if let Some(path) = &args.json {
             let json = serde_json::json!({
                 "model": args.model.model,
-                "pooling": model.pooling.name(),
+                "pooling": pooling,
                 "backend": self.backend,
-                "max_len": model.model.tokenizer.max_len(),
+                "max_len": max_len,
                 "results": report,
             });
             write_json(path, &json)?;

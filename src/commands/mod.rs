@@ -7,6 +7,7 @@ pub mod eval;
 pub mod export;
 pub mod filter;
 pub mod pipeline;
+pub mod score;
 pub mod synth;
 pub mod train;
 
@@ -18,6 +19,7 @@ use crate::backend::{self, BackendKind, Resolved};
 use crate::cli::{BenchWorkload, Cli, Command, ModelArgs};
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
+use crate::model::cross_encoder::LoadedCrossEncoder;
 use crate::model::hub::resolve_model;
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::model::pooling::{declared_pooling, Pooling};
@@ -36,6 +38,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     backend: resolved.to_string(),
                 },
             )
+        }
+        Command::Score(args) => {
+            let resolved = announce(args.model.backend)?;
+            backend::run(&resolved, score::ScoreTask { args })
         }
         Command::Embed(args) => {
             let resolved = announce(args.model.backend)?;
@@ -116,6 +122,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Synth(command) => synth::run(command),
         Command::Pipeline(args) => pipeline::pipeline(&args),
         Command::Study(args) => pipeline::study(&args),
+        Command::DistillCycle(args) => pipeline::distill_cycle(&args),
     }
 }
 
@@ -179,6 +186,33 @@ impl<B: Backend> InferenceModel<B> {
         }
         Ok(Embedder::of(&self.model, self.pooling, batch_size, device))
     }
+}
+
+/// Loads `--model` as a trained cross-encoder (`dir`, resolved) and
+/// reports it; `--pooling` is an error.
+pub fn load_cross_encoder<B: Backend>(
+    args: &ModelArgs,
+    dir: &Path,
+    device: &B::Device,
+) -> Result<LoadedCrossEncoder<B>> {
+    if args.pooling.is_some() {
+        return Err(Error::Usage(format!(
+            "{}: a cross-encoder scores pairs through its head and has no pooling; leave out --pooling",
+            dir.display()
+        )));
+    }
+    let options = LoadOptions {
+        max_len: args.max_len,
+        dropout: None,
+    };
+    let cross = LoadedCrossEncoder::<B>::trained(dir, &options, device)?;
+    eprintln!(
+        "model: {} (cross-encoder, {} tensors and the head loaded), max pair length: {}",
+        dir.display(),
+        cross.loaded,
+        cross.tokenizer.max_len(),
+    );
+    Ok(cross)
 }
 
 /// `--pooling` if given, else what the model directory declares, else

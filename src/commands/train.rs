@@ -12,6 +12,7 @@ use crate::config::TrainConfig;
 use crate::dashboard::renderer::{LogRenderer, TuiRenderer};
 use crate::error::{Error, Result};
 use crate::eval::registry::{self as tasks, TEST_SUITE};
+use crate::model::cross_encoder::ModelKind;
 use crate::objective::registry::{self, ObjectiveTask};
 use crate::objective::Objective;
 use crate::run_dir::RunDir;
@@ -127,7 +128,11 @@ impl<B: AutodiffBackend> ObjectiveTask for WithObjective<B> {
                 &test_suite,
                 &device,
             )?;
-            println!("test suite, best model ({}):", config.model.eval_pooling);
+            let how = match O::MODEL {
+                ModelKind::BiEncoder => config.model.eval_pooling.to_string(),
+                ModelKind::CrossEncoder => "cross-encoder".to_string(),
+            };
+            println!("test suite, best model ({how}):");
             println!("{}", report.table());
         }
         Ok(())

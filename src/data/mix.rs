@@ -22,6 +22,8 @@ pub mod stream {
     pub const MLP_INIT: u64 = 5;
     /// An objective's own noise in a step (teachers with dropout...).
     pub const OBJECTIVE: u64 = 6;
+    /// Fresh initialisation of a cross-encoder's head.
+    pub const HEAD_INIT: u64 = 7;
 }
 
 /// What went into the training set.

@@ -9,7 +9,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{PostProcessor, Tokenizer, TruncationParams};
+use tokenizers::{EncodeInput, PostProcessor, Tokenizer, TruncationParams};
 
 use crate::error::{Error, Result};
 
@@ -131,7 +131,24 @@ impl SentenceTokenizer {
 
     /// Tokenizes sentences with special tokens, in parallel.
     pub fn encode<S: AsRef<str>>(&self, sentences: &[S]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<&str> = sentences.iter().map(|s| s.as_ref()).collect();
+        let inputs: Vec<EncodeInput> = sentences.iter().map(|s| s.as_ref().into()).collect();
+        self.encode_inputs(inputs)
+    }
+
+    /// Tokenizes sentence pairs `(a[i], b[i])` as one sequence each, with the
+    /// tokenizer's pair template (BERT: `[CLS] a [SEP] b [SEP]`, token types
+    /// 0 then 1); a pair longer than `max_len` loses tokens from its longer
+    /// side first, as Hugging Face's `truncation=True` does.
+    pub fn encode_pairs<S: AsRef<str>>(&self, a: &[S], b: &[S]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput> = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| (a.as_ref(), b.as_ref()).into())
+            .collect();
+        self.encode_inputs(inputs)
+    }
+
+    fn encode_inputs(&self, inputs: Vec<EncodeInput>) -> Result<Vec<Encoded>> {
         let encodings = self
             .inner
             .encode_batch(inputs, true)

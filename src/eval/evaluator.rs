@@ -5,7 +5,7 @@
 //! tasks once and scores every task; training, `eval.select_by`, the log, the
 //! dashboard and `gcse eval` read the results through these types alone.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use burn::tensor::backend::Backend;
@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::embed::embedder::SentenceVectors;
 use crate::embed::embedder::{distinct, Embedder};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::model::cross_encoder::CrossScorer;
 
 /// One metric an evaluator reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,16 @@ pub trait Evaluator: Send + Sync {
     fn sentences(&self) -> Vec<&str>;
     /// Its results from the vectors of [`Evaluator::sentences`].
     fn score(&self, vectors: &SentenceVectors) -> TaskResult;
+    /// The sentence pairs a cross-encoder scores for it (first sentences,
+    /// second sentences), for a task of scored pairs; `None` for any other.
+    fn pairs(&self) -> Option<(&[String], &[String])> {
+        None
+    }
+    /// Its results from a cross-encoder's score of each of
+    /// [`Evaluator::pairs`], in order; `None` for a task without pairs.
+    fn score_pairs(&self, _scores: &[f64]) -> Option<TaskResult> {
+        None
+    }
 }
 
 /// The results of one task.
@@ -86,11 +97,11 @@ pub struct EvalReport {
     pub scores: Vec<TaskResult>,
     /// Mean of the tasks' primary metrics.
     pub average: f64,
-    /// Distinct sentences embedded.
+    /// Distinct sentences embedded (a cross-encoder: distinct pairs scored).
     pub sentences: usize,
-    /// Wall-clock seconds spent embedding.
+    /// Wall-clock seconds spent embedding (or scoring).
     pub seconds: f64,
-    /// Sentences embedded per second.
+    /// Sentences embedded (pairs scored) per second.
     pub sentences_per_second: f64,
 }
 
@@ -279,15 +290,74 @@ pub fn evaluate<B: Backend>(
     let sentences = unique.len();
     let vectors = SentenceVectors::new(&unique, embeddings);
     let scores: Vec<TaskResult> = tasks.iter().map(|t| t.score(&vectors)).collect();
-    let average =
-        scores.iter().map(TaskResult::primary_value).sum::<f64>() / scores.len().max(1) as f64;
-    Ok(EvalReport {
-        average,
-        sentences,
-        seconds,
-        sentences_per_second: sentences as f64 / seconds.max(1e-9),
-        scores,
-    })
+    Ok(EvalReport::new(scores, sentences, seconds))
+}
+
+/// Evaluates every task with a cross-encoder: each distinct sentence pair
+/// of all tasks scored once. A task that is not one of scored pairs is an
+/// error naming it.
+pub fn evaluate_pairs<B: Backend>(
+    scorer: &CrossScorer<'_, B>,
+    tasks: &[Box<dyn Evaluator>],
+) -> Result<EvalReport> {
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    let (mut first, mut second): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let mut rows = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        let Some((a, b)) = task.pairs() else {
+            return Err(not_pairs(task.as_ref()));
+        };
+        let ids: Vec<usize> = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| {
+                *index.entry((x, y)).or_insert_with(|| {
+                    first.push(x);
+                    second.push(y);
+                    first.len() - 1
+                })
+            })
+            .collect();
+        rows.push(ids);
+    }
+    let bar = crate::progress::items(first.len() as u64, "pairs");
+    let start = Instant::now();
+    let predicted = scorer.scores(&first, &second, &bar)?;
+    let seconds = start.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let scores = tasks
+        .iter()
+        .zip(rows)
+        .map(|(task, ids)| {
+            let values: Vec<f64> = ids.iter().map(|&i| predicted[i]).collect();
+            task.score_pairs(&values)
+                .ok_or_else(|| not_pairs(task.as_ref()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(EvalReport::new(scores, first.len(), seconds))
+}
+
+fn not_pairs(task: &dyn Evaluator) -> Error {
+    Error::Usage(format!(
+        "task {}: a cross-encoder scores sentence pairs, and this task is not one of scored pairs \
+         (the STS tasks, SICK-R and pairs:PATH are)",
+        task.name()
+    ))
+}
+
+impl EvalReport {
+    /// The report of `scores`, `items` embedded or scored in `seconds`.
+    fn new(scores: Vec<TaskResult>, items: usize, seconds: f64) -> Self {
+        let average =
+            scores.iter().map(TaskResult::primary_value).sum::<f64>() / scores.len().max(1) as f64;
+        Self {
+            average,
+            sentences: items,
+            seconds,
+            sentences_per_second: items as f64 / seconds.max(1e-9),
+            scores,
+        }
+    }
 }
 
 /// How the dashboard titles the dev curves, and which task picks the best.

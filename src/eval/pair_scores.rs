@@ -64,8 +64,8 @@ const SECOND: &[&str] = &[
 ];
 
 /// The pairs of a pair file, each with its value (the first of `values`
-/// a line has), and the line each pair is on; an error names the file and
-/// line, and a file with no pair.
+/// a line has; none read, NaN, when `values` is empty), and the line each
+/// pair is on; an error names the file and line, and a file with no pair.
 pub fn read_pairs(path: &Path, values: &[&str]) -> Result<(StsPairs, Vec<usize>)> {
     let text = read_text(path)?;
     let mut pairs = StsPairs::default();
@@ -81,6 +81,13 @@ pub fn read_pairs(path: &Path, values: &[&str]) -> Result<(StsPairs, Vec<usize>)
                     format!("no sentence pair (fields {} and {})", FIRST[0], SECOND[0]),
                 ));
             };
+            if values.is_empty() {
+                pairs.a.push(text_field(path, n, &map, a)?);
+                pairs.b.push(text_field(path, n, &map, b)?);
+                pairs.gold.push(f64::NAN);
+                at.push(n);
+                continue;
+            }
             let Some(key) = first_key(&map, values) else {
                 return Err(Error::data(
                     path,
@@ -140,7 +147,8 @@ pub fn read_pairs(path: &Path, values: &[&str]) -> Result<(StsPairs, Vec<usize>)
                 ));
             }
         }
-        let needed = columns.iter().max().copied().unwrap_or(2) + 1;
+        let read = if values.is_empty() { 2 } else { 3 };
+        let needed = columns[..read].iter().max().copied().unwrap_or(2) + 1;
         for (n, line) in rows {
             let fields: Vec<&str> = line.split('\t').collect();
             if fields.len() < needed {
@@ -156,7 +164,10 @@ pub fn read_pairs(path: &Path, values: &[&str]) -> Result<(StsPairs, Vec<usize>)
             pairs.a.push(fields[columns[0]].trim().to_string());
             pairs.b.push(fields[columns[1]].trim().to_string());
             let value = Value::String(fields[columns[2]].to_string());
-            pairs.gold.push(number(path, n, "value", &value)?);
+            pairs.gold.push(match values.is_empty() {
+                true => f64::NAN,
+                false => number(path, n, "value", &value)?,
+            });
             at.push(n);
         }
     }

@@ -206,6 +206,82 @@ impl StsTask {
     }
 }
 
+/// A training split of STS data, whose sentence pairs (never their scores)
+/// unsupervised methods may train on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrainSplit {
+    /// STS Benchmark train, 5749 pairs.
+    StsB,
+    /// SICK train, 4500 pairs.
+    Sick,
+}
+
+impl TrainSplit {
+    /// The split a name stands for: `stsb-train`, `sick-train`.
+    pub fn named(name: &str) -> Option<Self> {
+        match name {
+            "stsb-train" => Some(Self::StsB),
+            "sick-train" => Some(Self::Sick),
+            _ => None,
+        }
+    }
+
+    /// Its pairs, read from a SentEval data directory (gold scores as in
+    /// the file).
+    pub fn load(self, senteval: &Path) -> Result<StsPairs> {
+        let mut pairs = StsPairs::default();
+        match self {
+            Self::StsB => read_columns(
+                &senteval.join("STS/STSBenchmark/sts-train.csv"),
+                false,
+                [5, 6, 4],
+                &mut pairs,
+            )?,
+            Self::Sick => read_columns(
+                &senteval.join("SICK/SICK_train.txt"),
+                true,
+                [1, 2, 3],
+                &mut pairs,
+            )?,
+        }
+        Ok(pairs)
+    }
+}
+
+/// The test task whose data `path` is, if any: a file the seven test tasks
+/// read from `senteval` (compared as canonical paths), or a file named as
+/// one of them (`sts-test.csv`, `SICK_test_annotated.txt`, SemEval's
+/// `STS.input.*` / `STS.gs.*`), wherever it lies.
+pub fn test_set_of(path: &Path, senteval: &Path) -> Option<&'static str> {
+    let name = path.file_name()?.to_str()?;
+    let canonical = path.canonicalize().ok();
+    let same = |file: PathBuf| canonical.is_some() && file.canonicalize().ok() == canonical;
+    for task in &StsTask::ALL[..7] {
+        let hit = match task {
+            StsTask::StsB => {
+                name == "sts-test.csv" || same(senteval.join("STS/STSBenchmark/sts-test.csv"))
+            }
+            StsTask::SickR => {
+                name == "SICK_test_annotated.txt"
+                    || same(senteval.join("SICK/SICK_test_annotated.txt"))
+            }
+            _ => {
+                let dir = senteval
+                    .join("STS")
+                    .join(format!("STS{}-en-test", &task.column()[3..]));
+                task.subsets().iter().any(|s| {
+                    same(dir.join(format!("STS.input.{s}.txt")))
+                        || same(dir.join(format!("STS.gs.{s}.txt")))
+                })
+            }
+        };
+        if hit {
+            return Some(task.column());
+        }
+    }
+    (name.starts_with("STS.input.") || name.starts_with("STS.gs.")).then_some("STS12-16")
+}
+
 impl fmt::Display for StsTask {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.key())
@@ -399,7 +475,22 @@ impl Evaluator for PairCorrelation {
     }
 
     fn score(&self, vectors: &SentenceVectors) -> TaskResult {
-        let predicted = self.pairs.cosines(vectors);
+        self.result(&self.pairs.cosines(vectors))
+    }
+
+    fn pairs(&self) -> Option<(&[String], &[String])> {
+        Some((&self.pairs.a, &self.pairs.b))
+    }
+
+    fn score_pairs(&self, scores: &[f64]) -> Option<TaskResult> {
+        Some(self.result(scores))
+    }
+}
+
+impl PairCorrelation {
+    /// The correlations of `predicted` (one score per pair) with the gold
+    /// scores.
+    fn result(&self, predicted: &[f64]) -> TaskResult {
         let gold = &self.pairs.gold;
         TaskResult {
             task: self.name.clone(),
@@ -410,11 +501,11 @@ impl Evaluator for PairCorrelation {
             metrics: BTreeMap::from([
                 (
                     METRICS[0].name.to_string(),
-                    100.0 * spearman(&predicted, gold),
+                    100.0 * spearman(predicted, gold),
                 ),
                 (
                     METRICS[1].name.to_string(),
-                    100.0 * pearson(&predicted, gold),
+                    100.0 * pearson(predicted, gold),
                 ),
             ]),
             counts: BTreeMap::from([("pairs".to_string(), gold.len())]),

@@ -5,6 +5,7 @@
 pub mod distill;
 pub mod gaussian_decay;
 pub mod infonce;
+pub mod pairs;
 pub mod rank;
 
 use std::collections::BTreeMap;

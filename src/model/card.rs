@@ -8,26 +8,38 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use crate::config::TrainConfig;
+use crate::model::cross_encoder::ModelKind;
 use crate::model::export::FolderMeta;
 use crate::model::hub::is_hub_id;
 
-/// The card of a model exported from a run trained with `config`; `test` is
-/// the run's `test_results.json`, when it has one.
-pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>) -> String {
+/// The card of a model (of `kind`) exported from a run trained with
+/// `config`; `test` is the run's `test_results.json`, when it has one.
+pub fn model_card(
+    config: &TrainConfig,
+    meta: &FolderMeta,
+    kind: ModelKind,
+    test: Option<&Value>,
+) -> String {
     let base = &config.model.path;
     let t = &config.train;
+    let cross = kind == ModelKind::CrossEncoder;
     let mut card = String::new();
     let _ = writeln!(card, "---");
     let _ = writeln!(card, "library_name: sentence-transformers");
-    let _ = writeln!(card, "pipeline_tag: sentence-similarity");
+    let (pipeline, tags) = match kind {
+        ModelKind::BiEncoder => (
+            "sentence-similarity",
+            ["sentence-similarity", "feature-extraction"],
+        ),
+        ModelKind::CrossEncoder => ("text-ranking", ["cross-encoder", "text-classification"]),
+    };
+    let _ = writeln!(card, "pipeline_tag: {pipeline}");
     let _ = writeln!(card, "tags:");
-    for tag in [
-        "sentence-transformers",
-        "sentence-similarity",
-        "feature-extraction",
-        "gcse",
-        config.objective.name.as_str(),
-    ] {
+    for tag in ["sentence-transformers"]
+        .into_iter()
+        .chain(tags)
+        .chain(["gcse", config.objective.name.as_str()])
+    {
         let _ = writeln!(card, "- {tag}");
     }
     if is_hub_id(base) {
@@ -35,16 +47,27 @@ pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>)
     }
     let _ = writeln!(card, "---");
     let _ = writeln!(card);
-    let _ = writeln!(card, "# Sentence embeddings trained with gcse");
-    let _ = writeln!(card);
-    let _ = writeln!(
-        card,
-        "A sentence-embedding model trained from `{base}` with gcse {} (objective `{}`), \
-         pooled by `{}`, compared by cosine similarity.",
-        env!("CARGO_PKG_VERSION"),
-        config.objective.name,
-        meta.pooling,
-    );
+    let version = env!("CARGO_PKG_VERSION");
+    let objective = &config.objective.name;
+    if cross {
+        let _ = writeln!(card, "# A cross-encoder trained with gcse");
+        let _ = writeln!(card);
+        let _ = writeln!(
+            card,
+            "A cross-encoder trained from `{base}` with gcse {version} (objective \
+             `{objective}`): it reads a sentence pair as one sequence and scores it with \
+             the sigmoid of one logit."
+        );
+    } else {
+        let _ = writeln!(card, "# Sentence embeddings trained with gcse");
+        let _ = writeln!(card);
+        let _ = writeln!(
+            card,
+            "A sentence-embedding model trained from `{base}` with gcse {version} (objective \
+             `{objective}`), pooled by `{}`, compared by cosine similarity.",
+            meta.pooling,
+        );
+    }
     if let Some(step) = meta.provenance.get("step").and_then(Value::as_u64) {
         let _ = writeln!(card, "This is the model of training step {step}.");
     }
@@ -52,19 +75,33 @@ pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>)
     let _ = writeln!(card, "## Usage");
     let _ = writeln!(card);
     let _ = writeln!(card, "```python");
-    let _ = writeln!(
-        card,
-        "from sentence_transformers import SentenceTransformer"
-    );
-    let _ = writeln!(card, "model = SentenceTransformer(\"path/to/this/folder\")");
-    let _ = writeln!(
-        card,
-        "vectors = model.encode([\"A man is playing a guitar.\", \"Someone plays music.\"])"
-    );
-    let _ = writeln!(card, "print(model.similarity(vectors, vectors))");
+    if cross {
+        let _ = writeln!(card, "from sentence_transformers import CrossEncoder");
+        let _ = writeln!(card, "model = CrossEncoder(\"path/to/this/folder\")");
+        let _ = writeln!(
+            card,
+            "print(model.predict([(\"A man is playing a guitar.\", \"Someone plays music.\")]))"
+        );
+    } else {
+        let _ = writeln!(
+            card,
+            "from sentence_transformers import SentenceTransformer"
+        );
+        let _ = writeln!(card, "model = SentenceTransformer(\"path/to/this/folder\")");
+        let _ = writeln!(
+            card,
+            "vectors = model.encode([\"A man is playing a guitar.\", \"Someone plays music.\"])"
+        );
+        let _ = writeln!(card, "print(model.similarity(vectors, vectors))");
+    }
     let _ = writeln!(card, "```");
     let _ = writeln!(card);
-    let _ = writeln!(card, "or with gcse: `gcse embed --model path/to/this/folder --input sentences.txt --output vectors.npy`.");
+    let gcse = if cross {
+        "gcse score --model path/to/this/folder --input pairs.jsonl --output scores.jsonl"
+    } else {
+        "gcse embed --model path/to/this/folder --input sentences.txt --output vectors.npy"
+    };
+    let _ = writeln!(card, "or with gcse: `{gcse}`.");
     let _ = writeln!(card);
     let _ = writeln!(card, "## Training");
     let _ = writeln!(card);
@@ -86,16 +123,25 @@ pub fn model_card(config: &TrainConfig, meta: &FolderMeta, test: Option<&Value>)
         ("base model", format!("`{base}`")),
         (
             "pooling (training / evaluation)",
-            format!(
-                "`{}` / `{}`",
-                config.model.pooling, config.model.eval_pooling
-            ),
+            match cross {
+                true => String::new(),
+                false => format!(
+                    "`{}` / `{}`",
+                    config.model.pooling, config.model.eval_pooling
+                ),
+            },
         ),
         ("max length", format!("{} tokens", config.model.max_len)),
         ("batch size", t.batch_size.to_string()),
         ("length", steps),
         ("learning rate", format!("{:e}", t.lr)),
-        ("temperature", t.temperature.to_string()),
+        (
+            "temperature",
+            match cross {
+                true => String::new(),
+                false => t.temperature.to_string(),
+            },
+        ),
         ("seed", t.seed.to_string()),
         ("domain data", sources(&config.data.domain)),
         ("general data", sources(&config.data.general)),

@@ -8,7 +8,8 @@ use std::path::Path;
 use burn::store::{BurnToPyTorchAdapter, KeyRemapper, ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::Backend;
 
-use super::config::BertConfig;
+use super::config::{Architecture, BertConfig};
+use super::cross_encoder::{hf_architecture, CrossEncoder};
 use super::encoder::SentenceEncoder;
 use super::load::ours_to_hf_patterns;
 use super::pooling::Pooling;
@@ -20,19 +21,28 @@ use crate::json_file::write_json;
 /// a prefix, Linear weights as `[out, in]`, LayerNorm `weight`/`bias`. The
 /// file appears atomically (temporary sibling, then rename).
 pub fn write_hf_weights<B: Backend>(encoder: &SentenceEncoder<B>, path: &Path) -> Result<()> {
+    write_weights(encoder, ours_to_hf_patterns(), path)
+}
+
+/// Writes `module`'s tensors under the names `patterns` give them (PyTorch
+/// layout), atomically.
+fn write_weights<B: Backend, M: ModuleSnapshot<B>>(
+    module: &M,
+    patterns: Vec<(String, String)>,
+    path: &Path,
+) -> Result<()> {
     let bad = |message: String| Error::Load {
         path: path.to_path_buf(),
         message,
     };
-    let remapper =
-        KeyRemapper::from_patterns(ours_to_hf_patterns()).map_err(|e| bad(e.to_string()))?;
+    let remapper = KeyRemapper::from_patterns(patterns).map_err(|e| bad(e.to_string()))?;
     let tmp = temp_sibling(path);
     let mut store = SafetensorsStore::from_file(&tmp)
         .remap(remapper)
         .with_to_adapter(BurnToPyTorchAdapter)
         .metadata("format", "pt")
         .overwrite(true);
-    let saved = encoder
+    let saved = module
         .save_into(&mut store)
         .map_err(|e| bad(e.to_string()))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
@@ -40,6 +50,32 @@ pub fn write_hf_weights<B: Backend>(encoder: &SentenceEncoder<B>, path: &Path) -
         let _ = std::fs::remove_file(&tmp);
     }
     saved
+}
+
+/// Names of a cross-encoder's tensors in a `*ForSequenceClassification`
+/// checkpoint: the body under `bert.` / `roberta.`, the pooler as
+/// `bert.pooler.dense` (RoBERTa: `classifier.dense`), the head as
+/// `classifier` (RoBERTa: `classifier.out_proj`).
+fn cross_encoder_patterns(architecture: Architecture) -> Vec<(String, String)> {
+    let (prefix, head) = match architecture {
+        Architecture::Bert => ("bert", "classifier."),
+        Architecture::Roberta => ("roberta", "classifier.out_proj."),
+    };
+    let mut patterns = Vec::new();
+    if architecture == Architecture::Roberta {
+        patterns.push((
+            r"^encoder\.pooler\.".to_string(),
+            "classifier.dense.".to_string(),
+        ));
+    }
+    patterns.extend(ours_to_hf_patterns().into_iter().map(|(from, to)| {
+        (
+            from.replacen('^', r"^encoder\.", 1),
+            format!("{prefix}.{to}"),
+        )
+    }));
+    patterns.push((r"^classifier\.linear\.".to_string(), head.to_string()));
+    patterns
 }
 
 /// What an exported model folder says about itself (`gcse.json`).
@@ -81,10 +117,59 @@ pub fn write_model_folder<B: Backend>(
     meta: &FolderMeta,
     extra: &[(&str, String)],
 ) -> Result<()> {
+    write_folder(out, extra, |dir| fill_folder(encoder, source, dir, meta))
+}
+
+/// Writes a cross-encoder folder that Hugging Face
+/// (`AutoModelForSequenceClassification`) and sentence-transformers
+/// (`CrossEncoder`) load: the source's config.json naming the
+/// `*ForSequenceClassification` architecture with one label (scores are the
+/// sigmoid of its logit), tokenizer files, model.safetensors under that
+/// architecture's names, gcse.json, and each of `extra`. The folder replaces
+/// `out` atomically.
+pub fn write_cross_encoder_folder<B: Backend>(
+    model: &CrossEncoder<B>,
+    source: &Path,
+    out: &Path,
+    meta: &FolderMeta,
+    extra: &[(&str, String)],
+) -> Result<()> {
+    write_folder(out, extra, |dir| {
+        copy_source_files(source, dir)?;
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+        let architecture = BertConfig::from_hf_json(&text, &path)?.architecture;
+        let mut config: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| Error::Config {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+        config["architectures"] = serde_json::json!([hf_architecture(architecture)]);
+        config["id2label"] = serde_json::json!({"0": "LABEL_0"});
+        config["label2id"] = serde_json::json!({"LABEL_0": 0});
+        config["sentence_transformers"] =
+            serde_json::json!({"activation_fn": "torch.nn.modules.activation.Sigmoid"});
+        write_json(&path, &config)?;
+        write_weights(
+            model,
+            cross_encoder_patterns(architecture),
+            &dir.join("model.safetensors"),
+        )?;
+        write_json(&dir.join("gcse.json"), meta)
+    })
+}
+
+/// Fills a temporary sibling of `out` with `fill`, adds each of `extra`
+/// (name, text), then puts it in `out`'s place.
+fn write_folder(
+    out: &Path,
+    extra: &[(&str, String)],
+    fill: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
     remove_stale_temporaries(out);
     let tmp = temp_sibling(out);
     let _ = std::fs::remove_dir_all(&tmp);
-    let result = fill_folder(encoder, source, &tmp, meta)
+    let result = fill(&tmp)
         .and_then(|()| {
             extra.iter().try_for_each(|(name, text)| {
                 let path = tmp.join(name);
@@ -109,13 +194,9 @@ pub fn sentence_transformers_pooling(pooling: Pooling) -> Option<&'static str> {
     }
 }
 
-fn fill_folder<B: Backend>(
-    encoder: &SentenceEncoder<B>,
-    source: &Path,
-    dir: &Path,
-    meta: &FolderMeta,
-) -> Result<()> {
-    let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| Error::io(d, e));
+/// Creates `dir` with the source model's config.json and tokenizer files
+/// (tokenizer.json without its padding and truncation).
+fn copy_source_files(source: &Path, dir: &Path) -> Result<()> {
     let copy = |name: &str| -> Result<()> {
         let from = source.join(name);
         let to = dir.join(name);
@@ -123,7 +204,7 @@ fn fill_folder<B: Backend>(
             .map(|_| ())
             .map_err(|e| Error::io(&from, e))
     };
-    mkdir(dir)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     copy("config.json")?;
     for name in TOKENIZER_FILES {
         if source.join(name).is_file() {
@@ -143,6 +224,17 @@ fn fill_folder<B: Backend>(
         json["padding"] = serde_json::Value::Null;
         write_json(&tokenizer, &json)?;
     }
+    Ok(())
+}
+
+fn fill_folder<B: Backend>(
+    encoder: &SentenceEncoder<B>,
+    source: &Path,
+    dir: &Path,
+    meta: &FolderMeta,
+) -> Result<()> {
+    let mkdir = |d: &Path| std::fs::create_dir_all(d).map_err(|e| Error::io(d, e));
+    copy_source_files(source, dir)?;
     write_hf_weights(encoder, &dir.join("model.safetensors"))?;
     let hidden = encoder.backbone.hidden_size();
     if let Some(mode) = sentence_transformers_pooling(meta.pooling) {

@@ -71,11 +71,13 @@ pub const NAME_TABLE: &[(&str, &str)] = &[
 ];
 
 /// Rewrites applied to checkpoint names before [`NAME_TABLE`]: the task-model
-/// prefixes `bert.` / `roberta.`, SimCSE's training head `mlp.dense` (its
-/// `cls` pooler), and the `gamma`/`beta` names of TF-converted checkpoints.
+/// prefixes `bert.` / `roberta.`, SimCSE's training head `mlp.dense` and a
+/// RoBERTa cross-encoder's `classifier.dense` (each the `cls` pooler), and
+/// the `gamma`/`beta` names of TF-converted checkpoints.
 const ALIASES: &[(&str, &str)] = &[
     (r"^(bert|roberta)\.", ""),
     (r"^mlp\.dense\.", "pooler.dense."),
+    (r"^classifier\.dense\.", "pooler.dense."),
     (r"\.gamma$", ".weight"),
     (r"\.beta$", ".bias"),
 ];

@@ -4,6 +4,7 @@ pub mod bert;
 pub mod card;
 pub mod config;
 pub mod cpu_layer;
+pub mod cross_encoder;
 pub mod encoder;
 pub mod export;
 pub mod hub;

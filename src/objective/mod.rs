@@ -16,12 +16,15 @@
 //! carries from step to step ([`Objective::observe`]) is in
 //! [`Objective::state`], which every checkpoint saves.
 
+pub mod cross;
 pub mod distillcse;
 pub mod gcse;
 pub mod group_shuffle;
 pub mod negative_buffer;
+pub mod pairs;
 pub mod rank;
 pub mod registry;
+pub mod scored_pairs;
 pub mod sentences;
 pub mod simcse;
 pub mod stats;
@@ -38,6 +41,7 @@ use crate::config::{DataSection, MlpInit, ModelSection, ObjectiveSection, TrainC
 use crate::data::tokenizer::{Encoded, SentenceTokenizer};
 use crate::error::Result;
 use crate::loss::BatchLoss;
+use crate::model::cross_encoder::ModelKind;
 use crate::run_dir::RunDir;
 use crate::triplets::rule::FilterSection;
 use stats::{Readings, Stats, StatsPanel};
@@ -89,6 +93,10 @@ pub trait Objective: Sized + Send + Sync + 'static {
     /// `Pretrained` for one that continues a trained model and needs its MLP
     /// (then a checkpoint without one is an error).
     const MLP_INIT: MlpInit;
+    /// What it trains: a bi-encoder (rows are sentences, the loss reads
+    /// their vectors) or a cross-encoder (rows are sentence pairs, the loss
+    /// reads their logits, `[rows, 1]`; evaluated by scoring pairs).
+    const MODEL: ModelKind = ModelKind::BiEncoder;
 
     /// Checks `config` against the rest of the experiment; the message names
     /// the key at fault.

@@ -2,14 +2,17 @@
 //! one place that names them. Adding an objective is its module plus one
 //! name in the `registry!` line below.
 
+use super::cross::Cross;
 use super::distillcse::Distillcse;
 use super::gcse::Gcse;
+use super::pairs::Pairs;
 use super::rank::Rank;
 use super::simcse::Simcse;
 use super::stats::StatsPanel;
 use super::{parse_section, section_of, Objective};
 use crate::config::{located, ObjectiveSection, TrainConfig};
 use crate::error::{Error, Result};
+use crate::model::cross_encoder::ModelKind;
 use crate::overrides::Override;
 
 use std::path::Path;
@@ -48,7 +51,7 @@ macro_rules! registry {
     };
 }
 
-registry!(Simcse, Gcse, Distillcse, Rank);
+registry!(Simcse, Gcse, Distillcse, Rank, Cross, Pairs);
 
 /// Checks the objective of `config` and writes its section back with every
 /// default filled in, so that equal experiments compare equal.
@@ -167,6 +170,22 @@ pub fn load(path: &Path) -> Result<TrainConfig> {
 pub fn load_with(path: &Path, overrides: &[Override]) -> Result<TrainConfig> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     parse_with(&text, path, overrides)
+}
+
+struct Kind;
+
+impl ObjectiveTask for Kind {
+    type Output = ModelKind;
+
+    fn run<O: Objective>(self, _: O::Config) -> ModelKind {
+        O::MODEL
+    }
+}
+
+/// What the objective `section` names trains (a bi-encoder when it is not
+/// known).
+pub fn model_kind(section: &ObjectiveSection) -> ModelKind {
+    dispatch(section, Kind).unwrap_or(ModelKind::BiEncoder)
 }
 
 struct Panel;

@@ -14,6 +14,7 @@
 //! upstream changed. `<dir>/<stage>` links to the folder the stage last
 //! ran in (Unix).
 
+pub mod cycle;
 pub mod plan;
 pub mod run;
 pub mod spec;

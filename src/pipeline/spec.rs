@@ -128,12 +128,7 @@ pub fn reference(text: &str) -> Option<Reference<'_>> {
 impl PipelineSpec {
     /// Reads and checks a pipeline file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let table: toml::Table = toml::from_str(&text).map_err(|e| Error::Config {
-            path: path.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
-        })?;
-        Self::from_table(table, path)
+        Self::from_table(read_table(path)?, path)
     }
 
     /// A pipeline from its parsed file; `path` names it in errors and
@@ -293,6 +288,15 @@ impl PipelineSpec {
                 ))
             })
     }
+}
+
+/// A TOML file as a table; the error names the file (and the line).
+pub fn read_table(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    toml::from_str(&text).map_err(|e| Error::Config {
+        path: path.to_path_buf(),
+        message: e.to_string().trim_end().to_string(),
+    })
 }
 
 /// Letters, digits, `-` and `_`, at least one: a stage's or variant's name.

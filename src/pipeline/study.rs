@@ -21,7 +21,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::plan::PlannedStage;
-use super::spec::{valid_name, PipelineSpec, StageCommand};
+use super::spec::{read_table, valid_name, PipelineSpec, StageCommand};
 use super::{execute, Links, Options, Outcome, Session};
 use crate::error::{Error, Result};
 use crate::json_file::write_json;
@@ -61,9 +61,7 @@ impl StudySpec {
             path: path.to_path_buf(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut table: toml::Table =
-            toml::from_str(&text).map_err(|e| fail(e.to_string().trim_end().to_string()))?;
+        let mut table = read_table(path)?;
         let pipeline_path = match table.remove("pipeline") {
             Some(toml::Value::String(p)) => PathBuf::from(p),
             _ => {

@@ -31,7 +31,7 @@ use super::metrics_log::{
 };
 use super::plots::replay;
 use super::schedule::LinearWarmupDecay;
-use super::step::{ContrastiveModel, TrainBatch};
+use super::step::{ContrastiveModel, TrainBatch, Trained};
 use super::student::Student;
 use crate::config::{EvalSection, ModelSection, OptimizerKind, TrainConfig, TrainSection};
 use crate::dashboard::state::DashboardState;
@@ -40,11 +40,14 @@ use crate::data::mix::{epoch_order, stream};
 use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
-use crate::eval::evaluator::{evaluate, DevTitles, EvalReport, Evaluator, MetricInfo, Selection};
+use crate::eval::evaluator::{
+    evaluate, evaluate_pairs, DevTitles, EvalReport, Evaluator, MetricInfo, Selection,
+};
 use crate::json_file::write_json;
 use crate::loss::Readings;
+use crate::model::cross_encoder::{CrossEncoder, CrossScorer, LoadedCrossEncoder, ModelKind};
 use crate::model::encoder::SentenceEncoder;
-use crate::model::export::{write_model_folder, FolderMeta};
+use crate::model::export::{write_cross_encoder_folder, write_model_folder, FolderMeta};
 use crate::model::load::{LoadOptions, LoadedModel};
 use crate::objective::registry;
 use crate::objective::stats::StatsPanel;
@@ -122,6 +125,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         let student = Student::<B>::load(
             &config.model,
             O::MLP_INIT,
+            O::MODEL,
             O::NAME,
             config.train.seed,
             device,
@@ -324,7 +328,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             save_finite(&checkpoints, &model, &optim, &state, config, saved_at)?;
         }
         if !interrupted && self.evaluators.is_empty() {
-            self.export_best(&model.valid().encoder, state.step, f64::NAN)?;
+            self.export_best(&model.valid().into(), state.step, f64::NAN)?;
         }
         Ok(TrainOutcome {
             steps: state.step,
@@ -446,14 +450,17 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
     ) -> Result<()> {
         renderer.update_train(status("evaluating on the dev sets"));
         renderer.render_train(self.progress(state.step), Vec::new());
-        let inference = model.valid();
-        let report = evaluate(&self.embedder(&inference.encoder), &self.evaluators)?;
+        let inference: Trained<B::InnerBackend> = model.valid().into();
+        let report = match &inference {
+            Trained::Bi(encoder) => evaluate(&self.embedder(encoder), &self.evaluators)?,
+            Trained::Cross(cross) => evaluate_pairs(&self.scorer(cross), &self.evaluators)?,
+        };
         let score = report.selected(&self.selection);
         let higher_is_better = self.selected.is_none_or(|m| m.higher_is_better);
         let improved = improves(score, state.best.map(|b| b.0), higher_is_better);
         if improved {
             state.best = Some((score, state.step));
-            self.export_best(&inference.encoder, state.step, score)?;
+            self.export_best(&inference, state.step, score)?;
         }
         log.write(&LogEntry::Eval(EvalEntry::new(
             state.step,
@@ -496,14 +503,22 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         }
     }
 
+    fn scorer<'a>(
+        &'a self,
+        model: &'a CrossEncoder<B::InnerBackend>,
+    ) -> CrossScorer<'a, B::InnerBackend> {
+        CrossScorer {
+            model,
+            tokenizer: &self.tokenizer,
+            pad_id: self.pad_id,
+            batch_size: self.config.eval.batch_size,
+            device: self.device.clone(),
+        }
+    }
+
     /// Writes the run's model: provenance names the step and the selected
     /// score under its metric's name.
-    fn export_best(
-        &self,
-        encoder: &SentenceEncoder<B::InnerBackend>,
-        step: usize,
-        score: f64,
-    ) -> Result<()> {
+    fn export_best(&self, model: &Trained<B::InnerBackend>, step: usize, score: f64) -> Result<()> {
         let mut provenance = serde_json::json!({
             "run_dir": self.config.run_dir, "step": step,
             "selected_by": self.selection.to_string(),
@@ -517,7 +532,14 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             max_len: self.config.model.max_len,
             provenance,
         };
-        write_model_folder(encoder, &self.model_dir, &self.run.best(), &meta, &[])
+        match model {
+            Trained::Bi(encoder) => {
+                write_model_folder(encoder, &self.model_dir, &self.run.best(), &meta, &[])
+            }
+            Trained::Cross(cross) => {
+                write_cross_encoder_folder(cross, &self.model_dir, &self.run.best(), &meta, &[])
+            }
+        }
     }
 }
 
@@ -564,9 +586,9 @@ fn select_by(
     Ok((selection, Some(metric)))
 }
 
-/// Evaluates `run`'s best model (embedded with `model.eval_pooling`) on
-/// `test_suite` (the seven STS test tasks) and saves the results in the run
-/// directory.
+/// Evaluates `run`'s best model (embedded with `model.eval_pooling`; a
+/// cross-encoder scoring each pair) on `test_suite` (the seven STS test
+/// tasks) and saves the results in the run directory.
 pub fn final_test<B: burn::tensor::backend::Backend>(
     run: &RunDir,
     model: &ModelSection,
@@ -574,9 +596,18 @@ pub fn final_test<B: burn::tensor::backend::Backend>(
     test_suite: &[Box<dyn Evaluator>],
     device: &B::Device,
 ) -> Result<EvalReport> {
-    let best = LoadedModel::<B>::from_dir(&run.best(), &LoadOptions::default(), device)?;
-    let embedder = Embedder::of(&best, model.eval_pooling, eval.batch_size, device);
-    let report = evaluate(&embedder, test_suite)?;
+    let dir = run.best();
+    let report = match ModelKind::of(&dir) {
+        ModelKind::BiEncoder => {
+            let best = LoadedModel::<B>::from_dir(&dir, &LoadOptions::default(), device)?;
+            let embedder = Embedder::of(&best, model.eval_pooling, eval.batch_size, device);
+            evaluate(&embedder, test_suite)?
+        }
+        ModelKind::CrossEncoder => {
+            let best = LoadedCrossEncoder::<B>::trained(&dir, &LoadOptions::default(), device)?;
+            evaluate_pairs(&best.scorer(eval.batch_size, device), test_suite)?
+        }
+    };
     write_json(&run.test_results(), &report)?;
     Ok(report)
 }

@@ -16,18 +16,43 @@ use burn::train::TrainOutput;
 
 use crate::data::batcher::TokenBatch;
 use crate::loss::{BatchLoss, LossOutput};
+use crate::model::cross_encoder::{Classifier, CrossEncoder};
 use crate::model::encoder::SentenceEncoder;
 use crate::model::lazy::materialise;
 use crate::model::pooling::Pooling;
 use crate::rng::SplitMix64;
 
-/// The model being trained: the encoder and its training pooling.
+/// The model being trained: the encoder and its training pooling, and for
+/// a cross-encoder its head.
 #[derive(Module, Debug)]
 pub struct ContrastiveModel<B: Backend> {
     /// The encoder being trained.
     pub encoder: SentenceEncoder<B>,
-    /// Pooling in training (`model.pooling`).
+    /// Pooling in training (`model.pooling`; `cls` for a cross-encoder).
     pub pooling: Pooling,
+    /// A cross-encoder's one-logit head: each row's output is then its
+    /// logit, `[rows, 1]`.
+    pub classifier: Option<Classifier<B>>,
+}
+
+/// A trained model on the inference backend, as evaluated and exported.
+pub enum Trained<B: Backend> {
+    /// A sentence encoder.
+    Bi(Box<SentenceEncoder<B>>),
+    /// A cross-encoder.
+    Cross(Box<CrossEncoder<B>>),
+}
+
+impl<B: Backend> From<ContrastiveModel<B>> for Trained<B> {
+    fn from(model: ContrastiveModel<B>) -> Self {
+        match model.classifier {
+            Some(classifier) => Self::Cross(Box::new(CrossEncoder {
+                encoder: model.encoder,
+                classifier,
+            })),
+            None => Self::Bi(Box::new(model.encoder)),
+        }
+    }
 }
 
 /// One step's input.
@@ -42,6 +67,16 @@ pub struct TrainBatch<B: Backend, C> {
 }
 
 impl<B: Backend> ContrastiveModel<B> {
+    /// `[rows, d]` outputs of `tokens` in one pass: pooled vectors, or a
+    /// cross-encoder's logits (`d` = 1).
+    pub fn forward(&self, tokens: &TokenBatch<B>) -> Tensor<B, 2> {
+        let pooled = self.encoder.forward(tokens, self.pooling);
+        match &self.classifier {
+            Some(head) => head.forward(pooled),
+            None => pooled,
+        }
+    }
+
     /// `[rows, d]`: the training embeddings of `tokens`, encoded `chunk`
     /// rows at a time, chunk `i`'s dropout seeded by [`chunk_seed`].
     pub fn embed(&self, tokens: &TokenBatch<B>, dropout_seed: u64, chunk: usize) -> Tensor<B, 2> {
@@ -49,8 +84,7 @@ impl<B: Backend> ContrastiveModel<B> {
         let parts: Vec<Tensor<B, 2>> = chunks(tokens.rows(), chunk)
             .map(|(i, start, len)| {
                 B::seed(&device, chunk_seed(dropout_seed, i));
-                self.encoder
-                    .forward(&tokens.rows_range(start, len), self.pooling)
+                self.forward(&tokens.rows_range(start, len))
             })
             .collect();
         Tensor::cat(parts, 0)
@@ -112,9 +146,7 @@ impl<B: AutodiffBackend> ContrastiveModel<B> {
         let mut accumulated = GradientsAccumulator::<Self>::new();
         for (i, start, len) in chunks(batch.tokens.rows(), chunk) {
             B::seed(&device, chunk_seed(batch.dropout_seed, i));
-            let z = self
-                .encoder
-                .forward(&batch.tokens.rows_range(start, len), self.pooling);
+            let z = self.forward(&batch.tokens.rows_range(start, len));
             let upstream = Tensor::from_inner(upstream.clone().narrow(0, start, len));
             let grads = (z * upstream).sum().backward();
             accumulated.accumulate(self, GradientsParams::from_grads(grads, self));

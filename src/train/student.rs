@@ -11,9 +11,11 @@ use crate::data::mix::stream;
 use crate::data::tokenizer::SentenceTokenizer;
 use crate::error::{Error, Result};
 use crate::model::bert::hf_linear;
+use crate::model::cross_encoder::{classifier_for, ModelKind};
 use crate::model::hub::resolve_model;
 use crate::model::lazy::materialise;
 use crate::model::load::{LoadOptions, LoadedModel};
+use crate::model::pooling::Pooling;
 use crate::rng::SplitMix64;
 
 /// A loaded student and what came with it.
@@ -34,10 +36,13 @@ impl<B: AutodiffBackend> Student<B> {
     /// else as `default_init`; a fresh one is drawn from `seed`'s MLP
     /// stream. When the objective's default is `Pretrained` (it continues a
     /// trained model, `objective` names it), a checkpoint without MLP
-    /// weights is an error rather than a silent fresh MLP.
+    /// weights is an error rather than a silent fresh MLP. A cross-encoder
+    /// (`kind`) pools `cls` and gets its head from the checkpoint, else a
+    /// fresh one drawn from `seed`'s head stream.
     pub fn load(
         section: &ModelSection,
         default_init: MlpInit,
+        kind: ModelKind,
         objective: &str,
         seed: u64,
         device: &B::Device,
@@ -71,10 +76,20 @@ impl<B: AutodiffBackend> Student<B> {
             encoder.pooler = hf_linear(h, h, &init, device);
             materialise(&encoder.pooler);
         }
+        let (pooling, classifier) = match kind {
+            ModelKind::BiEncoder => (section.pooling, None),
+            ModelKind::CrossEncoder => {
+                let seed = SplitMix64::derived(seed, &[stream::HEAD_INIT]).next_u64();
+                let (head, _) =
+                    classifier_for(&loaded.config, &loaded.report.weights, seed, device)?;
+                (Pooling::Cls, Some(head))
+            }
+        };
         Ok(Self {
             model: ContrastiveModel {
                 encoder,
-                pooling: section.pooling,
+                pooling,
+                classifier,
             },
             tokenizer: loaded.tokenizer,
             pad_id: loaded.config.pad_token_id as u32,

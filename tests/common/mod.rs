@@ -286,3 +286,50 @@ pub fn assert_gradients_close(
         );
     }
 }
+
+/// all-MiniLM-L6-v2 (`dir`) as the cross-encoder of
+/// tests/fixtures/cross_encoder.json (scripts/reference_cross.py): its body
+/// and pooler, and the fixture's head.
+pub fn fixture_cross_encoder<B: Backend>(
+    dir: &Path,
+    golden: &serde_json::Value,
+    device: &B::Device,
+) -> gcse::model::cross_encoder::LoadedCrossEncoder<B> {
+    use gcse::model::cross_encoder::LoadedCrossEncoder;
+    use gcse::model::load::LoadOptions;
+    let options = LoadOptions {
+        max_len: golden["max_len"].as_u64().map(|n| n as usize),
+        dropout: None,
+    };
+    let mut cross = LoadedCrossEncoder::<B>::from_dir(dir, &options, 0, device).unwrap();
+    assert!(!cross.head_loaded, "a bi-encoder checkpoint has no head");
+    let weight: Vec<f32> = golden["head_weight"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let hidden = weight.len();
+    let bias = golden["head_bias"].as_f64().unwrap() as f32;
+    let linear = &mut cross.model.classifier.linear;
+    linear.weight = Param::from_tensor(Tensor::from_data(
+        TensorData::new(weight, [hidden, 1]).convert::<B::FloatElem>(),
+        device,
+    ));
+    linear.bias = Some(Param::from_tensor(Tensor::from_data(
+        TensorData::new(vec![bias], [1]).convert::<B::FloatElem>(),
+        device,
+    )));
+    cross
+}
+
+/// The fixture's pairs: first sentences, second sentences, scores.
+pub fn fixture_pairs(golden: &serde_json::Value) -> (Vec<String>, Vec<String>, Vec<f64>) {
+    let pairs = golden["pairs"].as_array().unwrap();
+    let text = |p: &serde_json::Value, k: &str| p[k].as_str().unwrap().to_string();
+    (
+        pairs.iter().map(|p| text(p, "a")).collect(),
+        pairs.iter().map(|p| text(p, "b")).collect(),
+        pairs.iter().map(|p| p["score"].as_f64().unwrap()).collect(),
+    )
+}

@@ -11,6 +11,7 @@ mod common;
 
 mod cli_errors;
 mod configs;
+mod cycle;
 mod eval_data;
 mod export;
 mod harness;

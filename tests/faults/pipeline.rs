@@ -574,8 +574,9 @@ fn bad_pipeline_and_study_files() {
 }
 
 #[test]
-fn every_shipped_pipeline_and_study_plans() {
-    let Some(_) = crate::common::senteval_dir("every_shipped_pipeline_and_study_plans") else {
+fn every_shipped_pipeline_study_and_cycle_file_plans() {
+    let Some(_) = crate::common::senteval_dir("every_shipped_pipeline_study_and_cycle_file_plans")
+    else {
         return;
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -585,6 +586,7 @@ fn every_shipped_pipeline_and_study_plans() {
         let command = match name.split('-').next() {
             Some("pipeline") => "pipeline",
             Some("study") => "study",
+            _ if name.ends_with("-cycle.toml") => "distill-cycle",
             _ => continue,
         };
         let file = format!("configs/{name}");
@@ -604,6 +606,7 @@ fn every_shipped_pipeline_and_study_plans() {
         [
             "pipeline-gcse-bert-base.toml",
             "pipeline-quickstart.toml",
+            "quickstart-cycle.toml",
             "study-gcse-table4.toml",
             "study-quickstart.toml"
         ]
