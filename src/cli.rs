@@ -141,8 +141,8 @@ pub struct CycleArgs {
     /// The cycle file (see configs/quickstart-cycle.toml).
     #[arg(long)]
     pub config: PathBuf,
-    /// Print each stage's state, why it would run and its command; run
-    /// nothing.
+    /// Write the unlabeled pairs (every stage's input), then print each
+    /// stage's state, why it would run and its command; train nothing.
     #[arg(long)]
     pub dry_run: bool,
     #[command(flatten)]

@@ -134,8 +134,13 @@ fn cpu_embeddings_match_pytorch_for_every_pooler() {
     check_against_pytorch("cpu_embeddings_match_pytorch", &Resolved::Cpu);
 }
 
+/// Taken by the tests on `wgpu`: one process's WGPU device fails reads
+/// (`CallError`) when two tests drive it at once.
+static WGPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn wgpu_embeddings_match_pytorch_for_every_pooler() {
+    let _wgpu = WGPU.lock().unwrap_or_else(|e| e.into_inner());
     let test = "wgpu_embeddings_match_pytorch";
     match resolve(BackendKind::Wgpu) {
         Ok(resolved) => check_against_pytorch(test, &resolved),
@@ -261,6 +266,7 @@ fn cross_encoder_logits_match_transformers_on_cpu_and_survive_export() {
 
 #[test]
 fn cross_encoder_logits_match_transformers_on_wgpu() {
+    let _wgpu = WGPU.lock().unwrap_or_else(|e| e.into_inner());
     let test = "wgpu_cross_encoder_logits";
     match resolve(BackendKind::Wgpu) {
         Ok(resolved) => check_cross_encoder(test, &resolved),
