@@ -162,6 +162,11 @@ pub enum SynthCommand {
     Generate(SynthArgs),
     /// extract, graph and generate in turn.
     All(SynthArgs),
+    /// Rewrite chains of every source sentence for ranking-sentence
+    /// generation (`[chains]`; guided by classifier-free guidance with the
+    /// embedded engine): lists.jsonl (what objective "rankgen" reads) and
+    /// chains.report.json.
+    Chains(ChainsArgs),
     /// Serve a GGUF model with the embedded engine as an OpenAI-compatible
     /// server (POST /v1/chat/completions, /v1/completions; GET /v1/models),
     /// so that several runs share one loaded model (needs the `llama`
@@ -175,6 +180,16 @@ pub struct SynthArgs {
     /// A synthesis config (configs/synth-*.toml).
     #[arg(long)]
     pub config: PathBuf,
+}
+
+/// `gcse synth chains`.
+#[derive(Debug, Clone, Args)]
+pub struct ChainsArgs {
+    #[command(flatten)]
+    pub synth: SynthArgs,
+    /// Compute backend of the monotonicity filter's frozen model.
+    #[arg(long, value_enum, default_value_t = BackendKind::Auto)]
+    pub backend: BackendKind,
 }
 
 /// `gcse synth graph`.

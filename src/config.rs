@@ -234,8 +234,9 @@ pub struct EvalSection {
     #[serde(default = "default_true")]
     pub at_start: bool,
     /// What picks the best checkpoint: a task (its primary metric, e.g. an
-    /// STS task's Spearman) or "task/metric" (e.g.
-    /// "rerank:dev.jsonl/ndcg_at_10"). Default "stsb-dev".
+    /// STS task's Spearman), "task/metric" (e.g.
+    /// "rerank:dev.jsonl/ndcg_at_10") or "mean" (the mean of every task's
+    /// primary metric, e.g. mean(STS-B dev, SICK-R dev)). Default "stsb-dev".
     #[serde(default = "default_select_by")]
     pub select_by: String,
     /// Evaluate the best model on the seven STS test tasks at the end.
@@ -473,9 +474,6 @@ impl TrainConfig {
                 "`model.max_len` must be at least {MIN_MAX_LEN} (a special token on each side and a word), not {}",
                 self.model.max_len
             ));
-        }
-        if t.batch_size < 2 {
-            return Err("`train.batch_size` must be at least 2 (in-batch negatives)".into());
         }
         check::positive("train.lr", t.lr)?;
         check::positive("train.temperature", t.temperature)?;

@@ -52,6 +52,7 @@ fn request(prompt: &str) -> Request {
             stop: vec!["\n".into()],
         },
         shape: Some(gcse::synth::shape::candidate()),
+        guidance: None,
     }
 }
 

@@ -14,7 +14,7 @@ use common::{gemma_gguf, skip, temp_dir};
 use gcse::synth::answers::{AnswerStore, Sampling};
 use gcse::synth::config::SynthConfig;
 use gcse::synth::extraction::{read_answer, ExtractionTally};
-use gcse::synth::llm::{answer_all, Llm, LlmError, Request};
+use gcse::synth::llm::{answer_all, Guidance, Llm, LlmError, Request};
 use gcse::synth::local::{LocalConfig, LocalLlm, PromptFormat};
 use gcse::synth::pipeline::Synthesis;
 use gcse::synth::prompt::{PromptKind, PromptTemplate};
@@ -81,6 +81,7 @@ fn gemma_extracts_and_rewrites_real_sentences() {
             prompt: extract.render(&[("sentence", s)]).unwrap(),
             sampling: sampling(160),
             shape: Some(gcse::synth::shape::extraction()),
+            guidance: None,
         })
         .collect();
     let dir = temp_dir("local-gemma");
@@ -136,6 +137,7 @@ fn gemma_extracts_and_rewrites_real_sentences() {
             ..sampling(24)
         },
         shape: Some(gcse::synth::shape::candidate()),
+        guidance: None,
     };
     let (answers, stats) =
         answer_all(&llm, &mut store, std::slice::from_ref(&request), "rewrite").unwrap();
@@ -155,6 +157,7 @@ fn gemma_extracts_and_rewrites_real_sentences() {
         prompt: "word ".repeat(2000),
         sampling: sampling(8),
         shape: None,
+        guidance: None,
     };
     match llm.complete(&long) {
         Err(LlmError::Failed(reason)) => {
@@ -265,4 +268,97 @@ max_tokens = 32
         std::fs::read_to_string(out.join("candidates.jsonl")).unwrap(),
         candidates
     );
+}
+
+/// Classifier-free guidance in the engine, with Gemma on two real
+/// sentences: at every token the engine shows the logits after the positive
+/// and the negative prompt, and the token it took is the argmax of
+/// `lp_neg + g (lp_pos - lp_neg)` recomputed here from them; at g = 1 the
+/// answer is plain greedy decoding of the positive prompt; a guided answer
+/// is stored under its own key (the negative prompt and the scale count).
+#[test]
+fn guided_decoding_takes_the_argmax_of_the_combined_scores() {
+    let test = "guided_decoding_takes_the_argmax_of_the_combined_scores";
+    let (Some(model), Some(sentences)) = (gemma_gguf(test), corpus_sentences(test, 2)) else {
+        return;
+    };
+    let llm = LocalLlm::new(&LocalConfig {
+        model,
+        context: 512,
+        threads: 0,
+        gpu_layers: 0,
+        prompt_format: PromptFormat::Auto,
+        grammar: true,
+    })
+    .unwrap();
+    assert!(llm.guides());
+    let rewrite =
+        PromptTemplate::load_kind(&root().join("prompts/rewrite.txt"), PromptKind::Rewrite)
+            .unwrap();
+    let render = |s: &str| rewrite.render(&[("sentence", s)]).unwrap();
+    let plain = Request {
+        prompt: render(&sentences[0]),
+        sampling: Sampling {
+            stop: Vec::new(),
+            ..sampling(20)
+        },
+        shape: None,
+        guidance: None,
+    };
+    let guided = |scale: f32| Request {
+        guidance: Some(Guidance {
+            negative: render(&sentences[1]),
+            scale,
+        }),
+        ..plain.clone()
+    };
+
+    // Log-softmax and argmax written out here, not the engine's helpers.
+    let log_softmax = |x: &[f32]| -> Vec<f64> {
+        let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let log_sum = max + x.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+        x.iter().map(|&v| v as f64 - log_sum).collect()
+    };
+    for scale in [1.5f32, 3.0] {
+        let mut steps = 0;
+        let mut differs = 0;
+        let answer = llm
+            .complete_traced(&guided(scale), &mut |step| {
+                let (p, n) = (log_softmax(step.positive), log_softmax(step.negative));
+                let combined: Vec<f64> = p
+                    .iter()
+                    .zip(&n)
+                    .map(|(p, n)| n + scale as f64 * (p - n))
+                    .collect();
+                let best = (0..combined.len())
+                    .max_by(|&a, &b| combined[a].total_cmp(&combined[b]).then(b.cmp(&a)))
+                    .unwrap();
+                assert_eq!(step.token as usize, best, "token {steps} at scale {scale}");
+                let positive_best = (0..p.len())
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
+                    .unwrap();
+                differs += usize::from(positive_best != best);
+                steps += 1;
+            })
+            .unwrap();
+        eprintln!(
+            "scale {scale}: {steps} tokens, {differs} not the positive prompt's argmax: {:?}",
+            answer.text
+        );
+        assert!(steps >= 2, "{answer:?}");
+        assert!(answer.completion_tokens.unwrap() as usize <= steps);
+        if scale == 3.0 {
+            assert!(differs > 0, "guidance at 3 changed no token");
+        }
+    }
+
+    let greedy = llm.complete(&plain).unwrap();
+    let same = llm.complete(&guided(1.0)).unwrap();
+    eprintln!("greedy: {:?}", greedy.text);
+    assert_eq!(
+        same.text, greedy.text,
+        "g = 1 is greedy decoding of the positive prompt"
+    );
+    assert_ne!(plain.key(llm.model()), guided(1.0).key(llm.model()));
+    assert_ne!(guided(1.0).key(llm.model()), guided(1.5).key(llm.model()));
 }

@@ -30,6 +30,7 @@ fn request(prompt: &str, max_tokens: u32, stop: &[&str]) -> Request {
             stop: stop.iter().map(|s| s.to_string()).collect(),
         },
         shape: None,
+        guidance: None,
     }
 }
 

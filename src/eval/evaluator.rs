@@ -111,8 +111,13 @@ impl EvalReport {
         self.scores.iter().find(|s| s.task == task)
     }
 
-    /// The value `selection` picks (NaN if missing).
+    /// The value `selection` picks (NaN if missing); [`MEAN`]: the mean
+    /// of every task's primary metric.
     pub fn selected(&self, selection: &Selection) -> f64 {
+        if selection.task == MEAN {
+            let values: Vec<f64> = self.scores.iter().map(TaskResult::primary_value).collect();
+            return values.iter().sum::<f64>() / values.len() as f64;
+        }
         self.task(&selection.task)
             .and_then(|t| t.value(selection.metric.as_deref()))
             .unwrap_or(f64::NAN)
@@ -225,8 +230,12 @@ fn family_table(tasks: &[&TaskResult]) -> String {
     lines.join("\n")
 }
 
+/// `eval.select_by` for the mean of the primary metrics of every task
+/// evaluated in training (e.g. mean(STS-B dev, SICK-R dev)).
+pub const MEAN: &str = "mean";
+
 /// Which result picks the best checkpoint: `eval.select_by`, `"task"` (its
-/// primary metric) or `"task/metric"`.
+/// primary metric), `"task/metric"` or [`MEAN`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     /// The task.

@@ -2,7 +2,7 @@
 //! one place that lists them. Adding a family of tasks is its evaluator
 //! module plus one entry in [`FAMILIES`].
 
-use super::evaluator::{DevTitles, EvalData, Evaluator, MetricInfo, Selection, TaskFamily};
+use super::evaluator::{DevTitles, EvalData, Evaluator, MetricInfo, Selection, TaskFamily, MEAN};
 use super::{pair_classification, pair_scores, reranking, retrieval, sts};
 use crate::error::{Error, Result};
 
@@ -58,6 +58,19 @@ pub fn metrics(name: &str) -> std::result::Result<&'static [MetricInfo], String>
 /// A task read from a file always gets its metric written out (its primary
 /// one when none is named), as its path may hold `/`.
 pub fn check_selection(select_by: &str, tasks: &[String]) -> std::result::Result<String, String> {
+    if select_by == MEAN {
+        let lower_better: Vec<&String> = tasks
+            .iter()
+            .filter(|t| metrics(t).is_ok_and(|m| !m[0].higher_is_better))
+            .collect();
+        return match (tasks.is_empty(), lower_better.first()) {
+            (true, _) => Err("`eval.select_by = \"mean\"` needs tasks in `eval.tasks`".into()),
+            (_, Some(task)) => Err(format!(
+                "`eval.select_by = \"mean\"`: the primary metric of {task} is better lower, so a mean with the others means nothing"
+            )),
+            _ => Ok(MEAN.into()),
+        };
+    }
     let selection = match canonical(select_by) {
         Ok(task) if tasks.contains(&task) => Selection { task, metric: None },
         _ => Selection::parse(select_by),
@@ -132,6 +145,10 @@ mod tests {
         assert!(canonical("sts99").unwrap_err().contains("sts99"));
         let tasks = vec!["stsb-dev".to_string()];
         assert_eq!(check_selection("STS-B dev", &tasks), Ok("stsb-dev".into()));
+        assert_eq!(check_selection("mean", &tasks), Ok("mean".into()));
+        assert!(check_selection("mean", &[])
+            .unwrap_err()
+            .contains("eval.tasks"));
         assert_eq!(
             check_selection("stsb-dev/pearson", &tasks),
             Ok("stsb-dev/pearson".into())

@@ -7,6 +7,7 @@ pub mod gaussian_decay;
 pub mod infonce;
 pub mod pairs;
 pub mod rank;
+pub mod rankgen;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;

@@ -284,12 +284,24 @@ impl<B: Backend> SelfAttention<B> {
         let q = heads(dense(&self.query, queries));
         let k = heads(dense(&self.key, x.clone()));
         let v = heads(dense(&self.value, x));
+        let scale = (hidden as f64 / self.num_heads as f64).sqrt().recip();
         // [batch, heads, q_len, seq], true where the key is padding.
         let mask = padding
             .reshape([batch, 1, 1, seq])
             .expand([batch, self.num_heads, q_len, seq]);
-        let context = if self.dropout.prob > 0.0 && B::ad_enabled(&q.device()) {
-            let scale = (hidden as f64 / self.num_heads as f64).sqrt().recip();
+        let context = if first_only {
+            // One query: products and sums, not a vector-matrix product,
+            // whose CubeCL autotune caches one kernel per bucket of key
+            // lengths and may pick one that cannot run another length of
+            // the bucket (WGPU: "n must be a multiple of plane size").
+            let scores = (k * q)
+                .sum_dim(3)
+                .reshape([batch, self.num_heads, 1, seq])
+                .mul_scalar(scale)
+                .mask_fill(mask, f32::NEG_INFINITY);
+            let probs = self.dropout.forward(softmax(scores, 3));
+            (probs.swap_dims(2, 3) * v).sum_dim(2)
+        } else if self.dropout.prob > 0.0 && B::ad_enabled(&q.device()) {
             let scores = q
                 .matmul(k.swap_dims(2, 3))
                 .mul_scalar(scale)

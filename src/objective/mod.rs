@@ -23,6 +23,7 @@ pub mod group_shuffle;
 pub mod negative_buffer;
 pub mod pairs;
 pub mod rank;
+pub mod rankgen;
 pub mod registry;
 pub mod scored_pairs;
 pub mod sentences;
@@ -97,6 +98,9 @@ pub trait Objective: Sized + Send + Sync + 'static {
     /// their vectors) or a cross-encoder (rows are sentence pairs, the loss
     /// reads their logits, `[rows, 1]`; evaluated by scoring pairs).
     const MODEL: ModelKind = ModelKind::BiEncoder;
+    /// The smallest `train.batch_size` it trains with, and why: 2 for the
+    /// objectives whose examples are each other's negatives.
+    const MIN_BATCH: (usize, &'static str) = (2, "in-batch negatives");
 
     /// Checks `config` against the rest of the experiment; the message names
     /// the key at fault.

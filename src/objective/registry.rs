@@ -7,6 +7,7 @@ use super::distillcse::Distillcse;
 use super::gcse::Gcse;
 use super::pairs::Pairs;
 use super::rank::Rank;
+use super::rankgen::Rankgen;
 use super::simcse::Simcse;
 use super::stats::StatsPanel;
 use super::{parse_section, section_of, Objective};
@@ -51,7 +52,7 @@ macro_rules! registry {
     };
 }
 
-registry!(Simcse, Gcse, Distillcse, Rank, Cross, Pairs);
+registry!(Simcse, Gcse, Distillcse, Rank, Rankgen, Cross, Pairs);
 
 /// Checks the objective of `config` and writes its section back with every
 /// default filled in, so that equal experiments compare equal.
@@ -61,6 +62,13 @@ impl ObjectiveTask for Normalise<'_> {
     type Output = std::result::Result<ObjectiveSection, String>;
 
     fn run<O: Objective>(self, config: O::Config) -> Self::Output {
+        let (least, why) = O::MIN_BATCH;
+        if self.0.train.batch_size < least {
+            return Err(format!(
+                "`train.batch_size` must be at least {least} for objective \"{}\" ({why})",
+                O::NAME
+            ));
+        }
         O::validate(&config, self.0)?;
         Ok(section_of::<O>(&config))
     }

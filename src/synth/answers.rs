@@ -37,6 +37,10 @@ pub struct Sampling {
 /// name, the prompt and the sampling parameters (stop strings included),
 /// each field delimited.
 pub fn request_key(model: &str, prompt: &str, sampling: &Sampling) -> String {
+    key_of(model, prompt, sampling).hex()
+}
+
+fn key_of(model: &str, prompt: &str, sampling: &Sampling) -> Fingerprint {
     let seed = sampling.seed.map_or("none".to_string(), |s| s.to_string());
     let mut key = Fingerprint::new();
     key.field(model.as_bytes())
@@ -48,6 +52,22 @@ pub fn request_key(model: &str, prompt: &str, sampling: &Sampling) -> String {
     for stop in &sampling.stop {
         key.field(stop.as_bytes());
     }
+    key
+}
+
+/// A guided request's key: [`request_key`]'s fields, then the negative
+/// prompt and the guidance scale.
+pub fn guided_request_key(
+    model: &str,
+    prompt: &str,
+    negative: &str,
+    scale: f32,
+    sampling: &Sampling,
+) -> String {
+    let mut key = key_of(model, prompt, sampling);
+    key.field(b"guidance")
+        .field(negative.as_bytes())
+        .field(&scale.to_bits().to_le_bytes());
     key.hex()
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::chains::ChainsConfig;
 use super::http::HttpConfig;
 #[cfg(feature = "llama")]
 use super::llm::Llm;
@@ -34,6 +35,9 @@ pub struct SynthConfig {
     pub extract: ExtractConfig,
     #[serde(default)]
     pub generate: GenerateConfig,
+    /// Rewrite chains (`gcse synth chains`).
+    #[serde(default)]
+    pub chains: ChainsConfig,
 }
 
 fn default_seed() -> u64 {
@@ -297,6 +301,7 @@ impl SynthConfig {
                     .into(),
             );
         }
+        self.chains.validate()?;
         let s = &self.sources;
         if s.min_words > s.max_words {
             return Err(format!(

@@ -215,6 +215,7 @@ pub fn request_for(
         prompt: templates.render(kind, &values)?,
         sampling,
         shape: Some(shape::candidate()),
+        guidance: None,
     })
 }
 

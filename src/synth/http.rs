@@ -392,6 +392,9 @@ fn asks_for_completion_tokens(body: &str) -> bool {
     message.contains("max_completion_tokens") && message.contains("max_tokens")
 }
 
+/// Why an HTTP backend refuses a guided request.
+pub const UNGUIDED: &str = "classifier-free guidance needs the next token's logits after two prompts at every step, which an OpenAI-compatible server does not return; use the embedded engine (llm.backend = \"local\") or unguided chains (chains.guided = false)";
+
 impl Llm for HttpLlm {
     fn model(&self) -> &str {
         &self.config.model
@@ -402,6 +405,9 @@ impl Llm for HttpLlm {
     }
 
     fn complete(&self, request: &Request) -> std::result::Result<Answer, LlmError> {
+        if request.guidance.is_some() {
+            return Err(LlmError::Fatal(UNGUIDED.into()));
+        }
         let endpoints = &self.config.endpoints;
         let first = self.turn.fetch_add(1, Ordering::Relaxed);
         let mut last = String::new();

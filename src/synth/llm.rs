@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::Instant;
 
-use super::answers::{request_key, Answer, AnswerStore, Sampling};
+use super::answers::{guided_request_key, request_key, Answer, AnswerStore, Sampling};
 use super::shape::Shape;
 use crate::error::{Error, Result};
 
@@ -22,6 +22,34 @@ pub struct Request {
     /// The shape a JSON answer must have (none: free text). Backends that
     /// can hold the model to it do (structured output, a grammar).
     pub shape: Option<&'static Shape>,
+    /// Classifier-free guidance against a second prompt (greedy decoding;
+    /// only a backend that [`Llm::guides`] takes such a request).
+    pub guidance: Option<Guidance>,
+}
+
+/// Classifier-free guidance of a request: each token is the argmax of
+/// `lp_neg + scale (lp_pos - lp_neg)`, the log-softmaxes after the request's
+/// prompt (positive) and after `negative`, both followed by the answer so
+/// far.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guidance {
+    /// The negative prompt, templates filled in.
+    pub negative: String,
+    /// The scale `g` (1: the positive prompt alone).
+    pub scale: f32,
+}
+
+impl Request {
+    /// The request's key in the answer store: a guided request's covers
+    /// the negative prompt and the scale too.
+    pub fn key(&self, model: &str) -> String {
+        match &self.guidance {
+            None => request_key(model, &self.prompt, &self.sampling),
+            Some(g) => {
+                guided_request_key(model, &self.prompt, &g.negative, g.scale, &self.sampling)
+            }
+        }
+    }
 }
 
 /// Why a request got no answer.
@@ -42,6 +70,12 @@ pub trait Llm: Sync {
     fn model(&self) -> &str;
     /// How many requests it serves at once to good effect.
     fn parallelism(&self) -> usize;
+    /// Whether it takes guided requests ([`Request::guidance`]): it needs
+    /// the logits of two prompts at every token, which the embedded engine
+    /// has and an OpenAI-compatible server does not return.
+    fn guides(&self) -> bool {
+        false
+    }
     /// Completes one request (blocking; called from several threads).
     fn complete(&self, request: &Request) -> std::result::Result<Answer, LlmError>;
 }
@@ -95,6 +129,24 @@ impl RunStats {
 }
 
 impl RunStats {
+    /// Adds the counts and the time of a later run of requests (another
+    /// step of the same job) to these, rates recomputed.
+    pub fn add(&mut self, other: &RunStats) {
+        self.requests += other.requests;
+        self.from_store += other.from_store;
+        self.sent += other.sent;
+        self.failed += other.failed;
+        let room = FAILURES_KEPT.saturating_sub(self.failures.len());
+        self.failures
+            .extend(other.failures.iter().take(room).cloned());
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.seconds += other.seconds;
+        let rate = |n: f64| n / self.seconds.max(1e-9);
+        self.requests_per_second = rate((self.sent - self.failed) as f64);
+        self.tokens_per_second = rate(self.completion_tokens as f64);
+    }
+
     /// An error when more than `max_fraction` of the requests failed (a
     /// step with every request failed always fails): the count, the first
     /// reasons, and that the answers received are kept for the next run.
@@ -127,10 +179,7 @@ pub fn answer_all(
 ) -> Result<(Vec<Option<Answer>>, RunStats)> {
     let start = Instant::now();
     let model = llm.model();
-    let keys: Vec<String> = requests
-        .iter()
-        .map(|r| request_key(model, &r.prompt, &r.sampling))
-        .collect();
+    let keys: Vec<String> = requests.iter().map(|r| r.key(model)).collect();
     let mut first_of_key = HashMap::new();
     let todo: Vec<usize> = (0..requests.len())
         .filter(|&i| store.get(&keys[i]).is_none() && first_of_key.insert(&keys[i], i).is_none())

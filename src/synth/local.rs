@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -163,31 +164,104 @@ fn model_name(path: &Path) -> String {
     )
 }
 
-impl Llm for LocalLlm {
-    fn model(&self) -> &str {
-        &self.name
+/// A prompt decoded into a context of its own, ready to generate.
+struct Decoding<'m> {
+    context: LlamaContext<'m>,
+    batch: LlamaBatch<'static>,
+    /// Where the next token goes.
+    position: i32,
+}
+
+impl Decoding<'_> {
+    /// The logits of the next token, over the vocabulary.
+    fn logits(&self) -> &[f32] {
+        self.context.get_logits_ith(self.batch.n_tokens() - 1)
     }
 
-    fn parallelism(&self) -> usize {
-        1
+    /// Appends `token` and decodes it.
+    fn push(&mut self, token: LlamaToken) -> std::result::Result<(), LlmError> {
+        self.batch.clear();
+        self.batch
+            .add(token, self.position, &[0], true)
+            .map_err(|e| fatal("batch", &e))?;
+        self.position += 1;
+        self.context
+            .decode(&mut self.batch)
+            .map_err(|e| fatal("decode", &e))
     }
+}
 
-    fn complete(&self, request: &Request) -> std::result::Result<Answer, LlmError> {
-        let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
-        let fatal = |what: &str, e: &dyn std::fmt::Display| {
-            LlmError::Fatal(format!("llama.cpp {what}: {e}"))
-        };
-        let backend = backend().map_err(|e| LlmError::Fatal(e.to_string()))?;
-        let text = self.prompt_text(&request.prompt)?;
-        let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(text.as_bytes(), true, self.template.is_some());
-        let s = &request.sampling;
-        let wanted = tokens.len() + s.max_tokens as usize;
+fn fatal(what: &str, e: &dyn std::fmt::Display) -> LlmError {
+    LlmError::Fatal(format!("llama.cpp {what}: {e}"))
+}
+
+/// One token of guided decoding, as [`LocalLlm::complete_traced`] shows
+/// it.
+pub struct GuidedStep<'a> {
+    /// The logits after the positive prompt and the answer so far.
+    pub positive: &'a [f32],
+    /// The logits after the negative prompt and the same answer.
+    pub negative: &'a [f32],
+    /// The token taken.
+    pub token: i32,
+}
+
+/// Classifier-free guidance's scores of the next token: `lp_neg + scale
+/// (lp_pos - lp_neg)`, where `lp` is the log-softmax of each prompt's
+/// logits; in f64. At `scale = 1` they are the positive prompt's.
+pub fn guided_scores(positive: &[f32], negative: &[f32], scale: f64) -> Vec<f64> {
+    let (p, n) = (log_softmax(positive), log_softmax(negative));
+    p.iter()
+        .zip(&n)
+        .map(|(&p, &n)| n + scale * (p - n))
+        .collect()
+}
+
+/// The log-softmax of `logits`, in f64.
+pub fn log_softmax(logits: &[f32]) -> Vec<f64> {
+    let max = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, &x| m.max(f64::from(x)));
+    let sum: f64 = logits.iter().map(|&x| (f64::from(x) - max).exp()).sum();
+    let log_sum = max + sum.ln();
+    logits.iter().map(|&x| f64::from(x) - log_sum).collect()
+}
+
+/// The index of the largest of `scores`, the first of equals (greedy
+/// decoding's choice).
+pub fn argmax(scores: &[f64]) -> usize {
+    scores
+        .iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(b, best), (i, &s)| {
+            if s > best {
+                (i, s)
+            } else {
+                (b, best)
+            }
+        })
+        .0
+}
+
+impl LocalLlm {
+    /// Tokenizes `prompt` (through the chat template when there is one)
+    /// and decodes it into a new context sized for `max_tokens` more.
+    fn decode_prompt(
+        &self,
+        backend: &LlamaBackend,
+        prompt: &str,
+        max_tokens: u32,
+    ) -> std::result::Result<(Decoding<'_>, usize), LlmError> {
+        let text = self.prompt_text(prompt)?;
+        let tokens = self
+            .model
+            .vocab()
+            .tokenize(text.as_bytes(), true, self.template.is_some());
+        let wanted = tokens.len() + max_tokens as usize;
         if tokens.is_empty() || wanted > self.context as usize {
             return Err(LlmError::Failed(format!(
-                "the prompt's {} tokens and max_tokens {} do not fit the context of {}",
+                "the prompt's {} tokens and max_tokens {max_tokens} do not fit the context of {}",
                 tokens.len(),
-                s.max_tokens,
                 self.context
             )));
         }
@@ -215,6 +289,39 @@ impl Llm for LocalLlm {
                 .decode(&mut batch)
                 .map_err(|e| fatal("decode", &e))?;
         }
+        let decoding = Decoding {
+            context,
+            batch,
+            position: tokens.len() as i32,
+        };
+        Ok((decoding, tokens.len()))
+    }
+
+    /// [`Llm::complete`], showing each token of a guided request to
+    /// `trace` with the two logit vectors it was chosen from.
+    pub fn complete_traced(
+        &self,
+        request: &Request,
+        trace: &mut dyn FnMut(GuidedStep<'_>),
+    ) -> std::result::Result<Answer, LlmError> {
+        let _one_at_a_time = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let backend = backend().map_err(|e| LlmError::Fatal(e.to_string()))?;
+        let s = &request.sampling;
+        let (mut main, prompt_tokens) =
+            self.decode_prompt(backend, &request.prompt, s.max_tokens)?;
+        let mut negative = match &request.guidance {
+            Some(guidance) => {
+                if s.temperature > 0.0 {
+                    return Err(LlmError::Failed(
+                        "guided decoding is greedy: the request's temperature must be 0".into(),
+                    ));
+                }
+                let (decoding, _) =
+                    self.decode_prompt(backend, &guidance.negative, s.max_tokens)?;
+                Some((decoding, f64::from(guidance.scale)))
+            }
+            None => None,
+        };
         let mut grammar = match request.shape.filter(|_| self.grammar) {
             Some(shape) => Some(
                 LlamaSampler::grammar(&self.model, &shape.gbnf(), "root")
@@ -231,18 +338,41 @@ impl Llm for LocalLlm {
                 LlamaSampler::dist(s.seed.unwrap_or(0) as u32),
             ])
         };
+        let vocab = self.model.vocab();
         let mut bytes = Vec::new();
         let mut generated = 0u32;
-        let mut position = tokens.len() as i32;
         while generated < s.max_tokens {
-            let at = batch.n_tokens() - 1;
-            let mut token = sampler.sample(&context, at);
-            if let Some(grammar) = grammar.as_mut() {
-                match held_to(grammar, &mut sampler, &context, at, token) {
-                    Some(allowed) => token = allowed,
-                    None => break,
+            let token = match &negative {
+                None => {
+                    let at = main.batch.n_tokens() - 1;
+                    let token = sampler.sample(&main.context, at);
+                    match grammar.as_mut() {
+                        Some(grammar) => {
+                            match held_to(grammar, &mut sampler, &main.context, at, token) {
+                                Some(allowed) => allowed,
+                                None => break,
+                            }
+                        }
+                        None => token,
+                    }
                 }
-            }
+                Some((guide, scale)) => {
+                    let scores = guided_scores(main.logits(), guide.logits(), *scale);
+                    let token = match grammar.as_mut() {
+                        Some(grammar) => match best_allowed(grammar, &scores) {
+                            Some(token) => token,
+                            None => break,
+                        },
+                        None => LlamaToken::new(argmax(&scores) as i32),
+                    };
+                    trace(GuidedStep {
+                        positive: main.logits(),
+                        negative: guide.logits(),
+                        token: token.0,
+                    });
+                    token
+                }
+            };
             if vocab.is_eog(token) {
                 break;
             }
@@ -252,21 +382,75 @@ impl Llm for LocalLlm {
                 bytes.truncate(cut);
                 break;
             }
-            batch.clear();
-            batch
-                .add(token, position, &[0], true)
-                .map_err(|e| fatal("batch", &e))?;
-            position += 1;
-            context
-                .decode(&mut batch)
-                .map_err(|e| fatal("decode", &e))?;
+            main.push(token)?;
+            if let Some((guide, _)) = negative.as_mut() {
+                guide.push(token)?;
+            }
         }
         Ok(Answer {
             text: String::from_utf8_lossy(&bytes).into_owned(),
-            prompt_tokens: Some(tokens.len() as u32),
+            prompt_tokens: Some(prompt_tokens as u32),
             completion_tokens: Some(generated),
         })
     }
+}
+
+impl Llm for LocalLlm {
+    fn model(&self) -> &str {
+        &self.name
+    }
+
+    fn parallelism(&self) -> usize {
+        1
+    }
+
+    fn guides(&self) -> bool {
+        true
+    }
+
+    fn complete(&self, request: &Request) -> std::result::Result<Answer, LlmError> {
+        self.complete_traced(request, &mut |_| {})
+    }
+}
+
+/// The best of `scores` that `grammar` allows, accepted by it (none when
+/// it allows none). The best one alone is checked first, as
+/// [`held_to`] does.
+fn best_allowed(grammar: &mut LlamaSampler, scores: &[f64]) -> Option<LlamaToken> {
+    let allowed = |data: &LlamaTokenData| data.logit().is_finite();
+    let best = LlamaToken::new(argmax(scores) as i32);
+    let mut one = LlamaTokenDataArray::new(vec![LlamaTokenData::new(best, 1.0, 0.0)], false);
+    grammar.apply(&mut one);
+    let token = if allowed(&one.data[0]) {
+        best
+    } else {
+        let mut all = LlamaTokenDataArray::new(
+            scores
+                .iter()
+                .enumerate()
+                .map(|(i, &s)| LlamaTokenData::new(LlamaToken::new(i as i32), s as f32, 0.0))
+                .collect(),
+            false,
+        );
+        grammar.apply(&mut all);
+        let finite: Vec<f64> = all
+            .data
+            .iter()
+            .map(|d| {
+                if allowed(d) {
+                    f64::from(d.logit())
+                } else {
+                    f64::NEG_INFINITY
+                }
+            })
+            .collect();
+        if !all.data.iter().any(allowed) {
+            return None;
+        }
+        all.data[argmax(&finite)].id()
+    };
+    grammar.accept(token);
+    Some(token)
 }
 
 /// `token`, sampled freely at position `at`, if `grammar` allows it; else

@@ -8,10 +8,12 @@
 //! [`generate`] plans and reads the candidates (entity revisions take
 //! [`neighbours`] from the graph or from embeddings); [`pipeline`] runs the steps
 //! a [`config`] describes; [`serve`] puts an LLM behind an OpenAI-compatible
-//! server. [`shape`] says what a JSON answer must look like, as a JSON
+//! server; [`chains`] makes the rewrite chains of ranking-sentence
+//! generation. [`shape`] says what a JSON answer must look like, as a JSON
 //! schema for servers and a grammar for the embedded engine.
 
 pub mod answers;
+pub mod chains;
 pub mod config;
 pub mod extraction;
 pub mod generate;

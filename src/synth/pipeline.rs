@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::answers::{AnswerStore, Sampling};
+use super::chains::{generate_chains, ChainRecord, ChainsReport};
 use super::config::SynthConfig;
 use super::extraction::{read_answer, Discard, ExtractionTally, Repair};
 use super::generate::{
@@ -124,6 +125,7 @@ impl<'a> Synthesis<'a> {
                     prompt: template.render(&[("sentence", s)])?,
                     sampling: sampling.clone(),
                     shape: Some(shape::extraction()),
+                    guidance: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -292,6 +294,14 @@ impl<'a> Synthesis<'a> {
         write_json(&self.path("generate.report.json"), &report)?;
         eprintln!("generate: {}", stats.summary());
         Ok(report)
+    }
+}
+
+impl Synthesis<'_> {
+    /// The rewrite chains of every source ([`super::chains`]), before the
+    /// monotonicity filter.
+    pub fn chains(&mut self) -> Result<(Vec<ChainRecord>, ChainsReport)> {
+        generate_chains(self.config, self.llm, &mut self.store)
     }
 }
 

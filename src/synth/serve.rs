@@ -452,5 +452,6 @@ fn parse_request(body: &Value, chat: bool) -> Result<Request, String> {
             stop,
         },
         shape: (body["response_format"]["type"] == "json_object").then(shape::any_object),
+        guidance: None,
     })
 }

@@ -41,7 +41,7 @@ use crate::data::tokenizer::SentenceTokenizer;
 use crate::embed::embedder::Embedder;
 use crate::error::{Error, Result};
 use crate::eval::evaluator::{
-    evaluate, evaluate_pairs, DevTitles, EvalReport, Evaluator, MetricInfo, Selection,
+    evaluate, evaluate_pairs, DevTitles, EvalReport, Evaluator, MetricInfo, Selection, MEAN,
 };
 use crate::json_file::write_json;
 use crate::loss::Readings;
@@ -565,6 +565,9 @@ fn select_by(
     let selection = Selection::parse(select_by);
     if evaluators.is_empty() {
         return Ok((selection, None));
+    }
+    if selection.task == MEAN {
+        return Ok((selection, Some(evaluators[0].metrics()[0])));
     }
     let names: Vec<&str> = evaluators.iter().map(|e| e.name()).collect();
     let task = evaluators

@@ -339,3 +339,71 @@ fn a_missing_buffer_slot_leaves_the_loss_as_without_it() {
         "the slot mattered before it was masked"
     );
 }
+
+/// tests/fixtures/rankgen_losses.json (scripts/reference_rankgen.py): the
+/// ranking-corrected targets from the teacher's vectors, the loss and its
+/// gradient with respect to the list's embeddings, in f64 within 1e-6
+/// relative, for both sign tests, omega 0 and 0.5, lists of 4 and 33.
+#[test]
+fn rankgen_targets_loss_and_gradients_match_pytorch_in_f64() {
+    use gcse::loss::rankgen::{list_targets, ListOrders, RankSign, RankgenLoss};
+    use gcse::loss::BatchLoss;
+
+    let device = Default::default();
+    let fixture = common::fixture("rankgen_losses.json");
+    let cases = fixture["cases"].as_array().unwrap();
+    let mut covered = std::collections::BTreeSet::new();
+    let mut worst = 0f64;
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let params = &case["params"];
+        let f = |key: &str| params[key].as_f64().unwrap();
+        let sign: RankSign = serde_json::from_value(params["rank_sign"].clone()).unwrap();
+        let (teacher, [n, _]) = matrix(&case["inputs"]["teacher"]);
+        let targets = list_targets(&teacher, n, f("tau_t"), f("omega"), sign);
+        let reference = matrix(&case["targets"]).0;
+        let error = max_error(&targets, &reference);
+        assert!(error < 1e-6, "{name}: targets off by {error:e}");
+        if f("omega") > 0.0 {
+            let other = match sign {
+                RankSign::Chain => RankSign::Reference,
+                RankSign::Reference => RankSign::Chain,
+            };
+            let changed = max_error(
+                &list_targets(&teacher, n, f("tau_t"), f("omega"), other),
+                &reference,
+            );
+            if n > 4 {
+                assert!(
+                    changed > 1e-3,
+                    "{name}: the other sign test gives the same targets"
+                );
+            }
+        }
+        let perm = usizes(&case["inputs"]["perm"]);
+        let order = ints::<B>(list_mle_order(&targets, &perm), [n, n], &device);
+        let z = tensor::<B>(&case["inputs"]["z"], &device).require_grad();
+        let loss = RankgenLoss { tau: f("tau") }
+            .loss(
+                z.clone(),
+                &ListOrders {
+                    lists: vec![(0, order)],
+                },
+            )
+            .loss;
+        let value = values(loss.clone())[0];
+        let expected = case["loss"].as_f64().unwrap();
+        let error = (value - expected).abs() / expected.abs().max(1.0);
+        assert!(error < 1e-6, "{name}: loss {value} vs {expected}");
+        worst = worst.max(error);
+        let grads = loss.backward();
+        worst = worst.max(check_grads::<B>(case, &grads, vec![("z", z)], 1e-6));
+        covered.insert((n, format!("{sign:?}"), f("omega").to_bits()));
+    }
+    assert_eq!(
+        covered.len(),
+        8,
+        "lists of 4 and 33, both signs, omega 0 and 0.5"
+    );
+    eprintln!("rankgen: largest relative error {worst:e}");
+}
