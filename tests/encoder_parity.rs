@@ -134,8 +134,8 @@ fn cpu_embeddings_match_pytorch_for_every_pooler() {
     check_against_pytorch("cpu_embeddings_match_pytorch", &Resolved::Cpu);
 }
 
-/// Taken by the tests on `wgpu`: one process's WGPU device fails reads
-/// (`CallError`) when two tests drive it at once.
+/// Taken by the tests on `wgpu`: each runs the whole model on the one
+/// device (lavapipe in CI, on the CPU cores), so two at once only compete.
 static WGPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
