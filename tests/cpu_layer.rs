@@ -1,9 +1,10 @@
 //! The fused CPU inference layer (src/model/cpu_layer.rs) against the
 //! generic layer: the same random encoder (every weight, bias and norm
 //! parameter jittered so none is 0 or 1) run on the plain CPU backend, which
-//! takes the fused path, and on the autodiff CPU backend, which takes the
-//! generic one (dropout 0, so both are the deterministic pass); a padded
-//! batch, every activation, both architectures.
+//! takes the fused path, and on the autodiff CPU backend with the fused
+//! layers off (dropout 0, so both are the deterministic pass); a padded
+//! batch, every activation, both architectures. The training layer's checks
+//! are in f64, in tests/last_layer.rs.
 
 mod common;
 
@@ -13,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 use common::{padded_batch, tiny_config, Cpu, Jitter};
 use gcse::data::batcher::TokenBatch;
-use gcse::model::bert::LastLayer;
+use gcse::model::bert::{with_generic_layers, LastLayer};
 use gcse::model::config::{Architecture, HiddenAct};
 use gcse::model::cpu_layer::CpuPass;
 use gcse::model::encoder::SentenceEncoderConfig;
@@ -54,7 +55,8 @@ fn check(architecture: Architecture, activation: HiddenAct) {
     let train_batch = padded::<Train>(config.vocab_size, pad, segments, &device);
     let batch = padded::<Cpu>(config.vocab_size, pad, segments, &device);
 
-    let expected = generic.backbone.forward(&train_batch, LastLayer::AllTokens);
+    let expected =
+        with_generic_layers(|| generic.backbone.forward(&train_batch, LastLayer::AllTokens));
     let states = fused.backbone.forward(&batch, LastLayer::AllTokens);
     assert!(
         CpuPass::new(&states[0], &batch.padding_mask()).is_some(),
@@ -85,9 +87,11 @@ fn check(architecture: Architecture, activation: HiddenAct) {
     let first = |state: Tensor<Cpu, 3>| state.narrow(1, 0, 1).to_data().to_vec::<f32>().unwrap();
     let full_last = first(states[states.len() - 1].clone());
     let fused_first = fused.backbone.forward(&batch, LastLayer::FirstToken);
-    let generic_first = generic
-        .backbone
-        .forward(&train_batch, LastLayer::FirstToken);
+    let generic_first = with_generic_layers(|| {
+        generic
+            .backbone
+            .forward(&train_batch, LastLayer::FirstToken)
+    });
     for (path, last) in [
         ("fused", fused_first[fused_first.len() - 1].clone()),
         (

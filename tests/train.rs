@@ -163,6 +163,12 @@ fn assert_same_losses(ours: &[(u64, f64)], reference: &[(u64, f64)], tolerance: 
             "{what}: step {step} loss {a} vs {b}"
         );
     }
+    let largest = ours
+        .iter()
+        .zip(reference)
+        .map(|((_, a), (_, b))| (a - b).abs())
+        .fold(0.0f64, f64::max);
+    eprintln!("{what}: largest loss difference {largest:.2e}");
 }
 
 /// A fresh run of `config` into `run` stopped after `step` steps, `between`
@@ -233,7 +239,8 @@ final_test = false
         runs.push(losses(&dir.join("run")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
-    assert_same_losses(&runs[0], &reference, 1e-4, "cpu vs PyTorch");
+    assert_same_losses(&runs[0], &reference, 1e-5, "cpu vs PyTorch");
+    assert_same_losses(&runs[1], &reference, 1e-5, "wgpu vs PyTorch");
     assert_same_losses(&runs[1], &runs[0], 1e-4, "wgpu vs cpu");
 }
 
@@ -1240,7 +1247,9 @@ fn rank_distillation_logs_its_buffer_saves_it_and_resumes_exactly() {
         assert_same_losses(&losses(&run), &whole, 1e-5, "rank stopped after 3, resumed");
 
         // The same resume from a checkpoint whose buffer was emptied: other
-        // negatives, other losses.
+        // negatives, another loss at step 4 (the resume above, buffer intact,
+        // gives every loss bit for bit, so any difference is the buffer's;
+        // how large depends on how similar the buffered negatives are).
         stop_and_resume(&config, &run, 3, |run| {
             let state = state_file(run);
             let mut saved: serde_json::Value =
@@ -1251,7 +1260,7 @@ fn rank_distillation_logs_its_buffer_saves_it_and_resumes_exactly() {
         let emptied = losses(&run);
         assert_eq!(emptied.len(), whole.len());
         assert!(
-            (emptied[3].1 - whole[3].1).abs() > 1e-6,
+            emptied[3].1 != whole[3].1,
             "step 4 reads the restored buffer: {} vs {}",
             emptied[3].1,
             whole[3].1

@@ -4,15 +4,19 @@
 //! Dropout (hidden and attention-probability) is active only on an autodiff
 //! backend, i.e. in training; on a plain backend the forward pass is the
 //! deterministic inference pass and attention goes through Burn's fused
-//! attention op, and on the plain CPU backend each layer runs fused
-//! ([`super::cpu_layer`]).
+//! attention op. On the CPU each layer runs fused: [`super::cpu_layer`] on
+//! the plain backend, [`super::cpu_train`] (one autodiff node a layer) on the
+//! autodiff one; [`with_generic_layers`] turns both off, for the tests that
+//! hold them to the generic path.
+
+use std::cell::Cell;
 
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{
     Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
     LinearConfig,
 };
-use burn::tensor::activation::{gelu, gelu_approximate, relu, softmax};
+use burn::tensor::activation::{gelu_approximate, relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -20,6 +24,7 @@ use burn::tensor::{Bool, Int, Tensor};
 
 use super::config::{Architecture, BertConfig, HiddenAct};
 use super::cpu_layer::{CpuPass, LayerWeights};
+use super::cpu_train::CpuTrainPass;
 use crate::data::batcher::TokenBatch;
 
 /// Word, position and token-type embeddings, summed, normalised, dropped out.
@@ -135,6 +140,24 @@ pub(crate) fn hf_linear<B: Backend>(
     linear
 }
 
+thread_local! {
+    /// Set while [`with_generic_layers`] runs on this thread.
+    static GENERIC_ONLY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every layer on this thread taking Burn's generic path, the
+/// fused CPU layers off: the reference those are tested against.
+pub fn with_generic_layers<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            GENERIC_ONLY.set(self.0);
+        }
+    }
+    let _restore = Restore(GENERIC_ONLY.replace(true));
+    f()
+}
+
 /// Which positions the last layer computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LastLayer {
@@ -157,13 +180,18 @@ impl<B: Backend> Bert<B> {
         let padding = batch.padding_mask();
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         let mut x = self.embeddings.forward(batch);
-        let mut cpu = CpuPass::new(&x, &padding);
+        let fused = !GENERIC_ONLY.get();
+        let mut cpu = fused.then(|| CpuPass::new(&x, &padding)).flatten();
+        let train = fused.then(|| CpuTrainPass::new(&x, &padding)).flatten();
         states.push(x.clone());
         for (l, layer) in self.layers.iter().enumerate() {
             let first_only = last == LastLayer::FirstToken && l + 1 == self.layers.len();
-            let fused = cpu
-                .as_mut()
-                .and_then(|cpu| cpu.layer(&layer.weights(), &x, first_only));
+            let weights = layer.weights();
+            let fused = match (cpu.as_mut(), train.as_ref()) {
+                (Some(cpu), _) => cpu.layer(&weights, &x, first_only),
+                (None, Some(train)) => train.layer(&weights, &x, first_only, l),
+                (None, None) => None,
+            };
             x = fused.unwrap_or_else(|| layer.forward(x, padding.clone(), first_only));
             states.push(x.clone());
         }
@@ -218,6 +246,8 @@ impl<B: Backend> Layer<B> {
             num_heads: self.attention.num_heads,
             activation: self.activation,
             layer_norm_eps: self.layer_norm_eps,
+            hidden_dropout: self.dropout.prob,
+            attention_dropout: self.attention.dropout.prob,
         }
     }
 
@@ -251,9 +281,21 @@ fn dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     y.reshape([batch, seq, d_out])
 }
 
+/// The activation; GELU as `x Φ(x)` in erf, so that autodiff takes the
+/// exact derivative (Burn 0.21's `gelu` differentiates the tanh
+/// approximation instead). `x / √2` as a product: Burn's autodiff takes the
+/// gradient of a division by a scalar through the scalar in f32.
 fn activate<B: Backend>(act: HiddenAct, x: Tensor<B, 3>) -> Tensor<B, 3> {
     match act {
-        HiddenAct::Gelu => gelu(x),
+        HiddenAct::Gelu => {
+            let cdf = x
+                .clone()
+                .mul_scalar(std::f64::consts::FRAC_1_SQRT_2)
+                .erf()
+                .add_scalar(1.0)
+                .mul_scalar(0.5);
+            x * cdf
+        }
         HiddenAct::GeluTanh => gelu_approximate(x),
         HiddenAct::Relu => relu(x),
     }

@@ -25,9 +25,7 @@ use ndarray::{s, ArcArray, ArrayView2, ArrayViewMut2, IxDyn};
 use rayon::prelude::*;
 
 use super::config::HiddenAct;
-
-/// Element-wise work is handed to the pool in blocks of this many values.
-const BLOCK: usize = 1 << 14;
+use super::cpu_kernels::{activation, masked_softmax, row_block, standardise, BLOCK};
 
 /// The f32 array behind `tensor` when it lives on the plain CPU backend.
 fn cpu_array<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Option<ArcArray<f32, IxDyn>> {
@@ -74,6 +72,11 @@ pub(super) struct LayerWeights<'a, B: Backend> {
     pub num_heads: usize,
     pub activation: HiddenAct,
     pub layer_norm_eps: f64,
+    /// Dropout on the attention output and the feed-forward output (training
+    /// only).
+    pub hidden_dropout: f64,
+    /// Dropout on the attention probabilities (training only).
+    pub attention_dropout: f64,
 }
 
 /// The fused inference pass of one forward call: the padding of its batch,
@@ -334,7 +337,7 @@ impl Norm {
         {
             return None;
         }
-        let block = width * (BLOCK / width).max(1);
+        let block = width * row_block(width);
         x.par_chunks_mut(block)
             .zip(residual.par_chunks(block))
             .for_each(|(block, residual)| {
@@ -343,19 +346,13 @@ impl Norm {
                     if let Some(bias) = bias {
                         row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
                     }
-                    let n = width as f32;
-                    let mean = row.iter().sum::<f32>() / n;
-                    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
-                    let inv = (var + self.eps).sqrt().recip();
+                    standardise(row, self.eps);
                     match beta {
                         Some(beta) => row
                             .iter_mut()
                             .zip(gamma.iter().zip(beta))
-                            .for_each(|(v, (g, b))| *v = (*v - mean) * inv * g + b),
-                        None => row
-                            .iter_mut()
-                            .zip(gamma)
-                            .for_each(|(v, g)| *v = (*v - mean) * inv * g),
+                            .for_each(|(v, (g, b))| *v = *v * g + b),
+                        None => row.iter_mut().zip(gamma).for_each(|(v, g)| *v *= g),
                     }
                 }
             });
@@ -363,39 +360,10 @@ impl Norm {
     }
 }
 
-/// Softmax of one row of scores in place, padded keys (`padding` true) given
-/// probability 0 (Hugging Face adds the dtype's minimum there, which
-/// underflows to the same 0).
-fn masked_softmax(row: &mut [f32], padding: &[bool]) {
-    let max = row
-        .iter()
-        .zip(padding)
-        .filter(|(_, &pad)| !pad)
-        .fold(f32::NEG_INFINITY, |m, (&v, _)| m.max(v));
-    let mut sum = 0.0;
-    for (v, &pad) in row.iter_mut().zip(padding) {
-        *v = if pad { 0.0 } else { (*v - max).exp() };
-        sum += *v;
-    }
-    if sum > 0.0 {
-        let inv = sum.recip();
-        row.iter_mut().for_each(|v| *v *= inv);
-    }
-}
-
 /// `x = act(x + bias)` in place, `x` rows as long as `bias` (or any rows
 /// without one).
 fn activate(act: HiddenAct, x: &mut [f32], bias: Option<&[f32]>) {
-    match act {
-        HiddenAct::Gelu => map(x, bias, |v| {
-            0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
-        }),
-        HiddenAct::GeluTanh => map(x, bias, |v| {
-            let sqrt_2_over_pi = (2.0 / std::f32::consts::PI).sqrt();
-            0.5 * v * (1.0 + (sqrt_2_over_pi * (v + 0.044_715 * v * v * v)).tanh())
-        }),
-        HiddenAct::Relu => map(x, bias, |v| v.max(0.0)),
-    }
+    map(x, bias, |v| activation(act, v))
 }
 
 /// `x[i] = f(x[i] + bias[i % bias.len()])` over the rayon pool.
@@ -403,7 +371,7 @@ fn map(x: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32 + Sync) {
     match bias {
         Some(bias) if !bias.is_empty() => {
             let width = bias.len();
-            x.par_chunks_mut(width * (BLOCK / width).max(1))
+            x.par_chunks_mut(width * row_block(width))
                 .for_each(|block| {
                     for row in block.chunks_mut(width) {
                         row.iter_mut().zip(bias).for_each(|(v, b)| *v = f(*v + b));
@@ -413,69 +381,5 @@ fn map(x: &mut [f32], bias: Option<&[f32]>, f: impl Fn(f32) -> f32 + Sync) {
         _ => x
             .par_chunks_mut(BLOCK)
             .for_each(|block| block.iter_mut().for_each(|v| *v = f(*v))),
-    }
-}
-
-/// The error function in f32 without branches or calls, so that loops over
-/// it vectorise: the odd/even rational approximation on [-4, 4] used by
-/// Eigen and XLA (beyond 4, erf is 1 in f32).
-fn erf(x: f32) -> f32 {
-    let x = x.clamp(-4.0, 4.0);
-    let x2 = x * x;
-    let p = -2.726_142_3e-10_f32;
-    let p = p * x2 + 2.770_681_4e-8;
-    let p = p * x2 - 2.101_024e-6;
-    let p = p * x2 - 5.692_506_4e-5;
-    let p = p * x2 - 7.349_906_3e-4;
-    let p = p * x2 - 2.954_6e-3;
-    let p = p * x2 - 1.609_603_3e-2;
-    let q = -1.456_607_2e-5_f32;
-    let q = q * x2 - 2.133_740_6e-4;
-    let q = q * x2 - 1.682_827e-3;
-    let q = q * x2 - 7.373_329_2e-3;
-    let q = q * x2 - 1.426_473_9e-2;
-    x * p / q
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// erf by its Maclaurin series in f64 (terms up to x^201; at |x| = 4.5
-    /// the largest term is ~1e8, so about 1e-8 survives the cancellation).
-    fn erf_series(x: f64) -> f64 {
-        let mut term = x;
-        let mut sum = x;
-        for n in 1..100 {
-            term *= -x * x / n as f64;
-            sum += term / (2 * n + 1) as f64;
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    }
-
-    #[test]
-    fn erf_is_within_a_few_ulp_of_the_series_on_minus_5_to_5() {
-        let mut worst = 0.0f64;
-        for i in -5000..=5000 {
-            let x = i as f64 / 1000.0;
-            let exact = if x.abs() > 4.5 {
-                x.signum()
-            } else {
-                erf_series(x)
-            };
-            worst = worst.max((erf(x as f32) as f64 - exact).abs());
-        }
-        assert!(worst < 1e-6, "largest error {worst}");
-    }
-
-    #[test]
-    fn masked_softmax_gives_padding_zero_and_sums_to_one() {
-        let mut row = [1.0f32, 3.0, 1000.0, -2.0];
-        masked_softmax(&mut row, &[false, false, true, false]);
-        assert_eq!(row[2], 0.0);
-        let z = 1f32.exp() + 3f32.exp() + (-2f32).exp();
-        for (got, want) in [row[0], row[1], row[3]].iter().zip([1f32, 3.0, -2.0]) {
-            assert!((got - want.exp() / z).abs() < 1e-6);
-        }
     }
 }

@@ -3,7 +3,9 @@
 pub mod bert;
 pub mod card;
 pub mod config;
+pub mod cpu_kernels;
 pub mod cpu_layer;
+pub mod cpu_train;
 pub mod cross_encoder;
 pub mod encoder;
 pub mod export;

@@ -7,8 +7,8 @@ pub mod llm_server;
 use std::path::{Path, PathBuf};
 
 use burn::backend::NdArray;
-use burn::module::{ModuleMapper, Param};
-use burn::tensor::backend::Backend;
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use gcse::data::batcher::TokenBatch;
 use gcse::model::config::{Architecture, BertConfig, HiddenAct};
@@ -259,6 +259,32 @@ impl<B: Backend> ModuleMapper<B> for Jitter {
             (t + noise).detach().require_grad()
         })
     }
+}
+
+/// Every float parameter's gradient in `grads` as f64, in visiting order
+/// (empty for one without a gradient).
+pub fn param_grads<B: AutodiffBackend, M: Module<B>>(
+    module: &M,
+    grads: &B::Gradients,
+) -> Vec<Vec<f64>> {
+    struct Collect<'a, B: AutodiffBackend> {
+        grads: &'a B::Gradients,
+        out: Vec<Vec<f64>>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Collect<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let grad = param
+                .grad(self.grads)
+                .map(|g| g.to_data().convert::<f64>().to_vec::<f64>().unwrap());
+            self.out.push(grad.unwrap_or_default());
+        }
+    }
+    let mut collect = Collect {
+        grads,
+        out: Vec::new(),
+    };
+    module.visit(&mut collect);
+    collect.out
 }
 
 /// Asserts that every parameter's gradient in `b` equals its counterpart
