@@ -155,12 +155,18 @@ pub(super) fn masked_softmax<T: Real>(row: &mut [T], padding: &[bool]) {
 
 /// Standardises one row in place (`(v - mean) / sqrt(var + eps)`, biased
 /// variance, as Hugging Face and Burn normalise) and returns
-/// `1 / sqrt(var + eps)`.
+/// `1 / sqrt(var + eps)`. A row whose variance overflows the type has no
+/// meaningful norm: it becomes NaN (a diverged run's weights), which the
+/// trainer's divergence check sees, rather than a silent scale of 0.
 pub(super) fn standardise<T: Real>(row: &mut [T], eps: T) -> T {
     let n = T::of(row.len() as f64);
     let mean = row.iter().copied().sum::<T>() / n;
     let var = row.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / n;
-    let rstd = (var + eps).sqrt().recip();
+    let rstd = if var.is_finite() {
+        (var + eps).sqrt().recip()
+    } else {
+        T::nan()
+    };
     row.iter_mut().for_each(|v| *v = (*v - mean) * rstd);
     rstd
 }
@@ -278,6 +284,16 @@ mod tests {
         // differ in the fourth decimal.
         let gap = activation_grad(HiddenAct::Gelu, 1.5) - activation_grad(HiddenAct::GeluTanh, 1.5);
         assert!(gap.abs() > 1e-4, "{gap}");
+    }
+
+    #[test]
+    fn a_row_whose_variance_overflows_becomes_nan() {
+        let mut row = [1e30f32, -1e30, 3.0];
+        assert!(standardise(&mut row, 1e-12).is_nan());
+        assert!(row.iter().all(|v| v.is_nan()));
+        let mut row = [1.0f32, 3.0];
+        assert_eq!(standardise(&mut row, 0.0), 1.0);
+        assert_eq!(row, [-1.0, 1.0]);
     }
 
     #[test]
