@@ -11,7 +11,9 @@ and reused; each step is timed from its start to its result on the host.
 
 Variants: eager (default, strict f32 matrix products), tf32 (f32 with the
 matrix products on TF32 tensor cores, as gcse's CUDA backend may choose),
-bf16 (autocast to bfloat16 over f32 weights: mixed precision), bf16-pure
+bf16 (autocast to bfloat16 over f32 weights: mixed precision, as
+`gcse bench --precision bf16-mixed`), f16 (autocast to float16 with
+GradScaler's loss scaling, as `--precision f16-mixed`), bf16-pure
 (weights, activations, gradients and AdamW state all bfloat16, as
 `gcse bench --precision bf16` computes), compile (torch.compile of the
 model). The JSON written has the same fields as
@@ -84,7 +86,7 @@ def main():
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--variant", choices=["eager", "tf32", "bf16", "bf16-pure", "compile"], default="eager")
+    p.add_argument("--variant", choices=["eager", "tf32", "bf16", "f16", "bf16-pure", "compile"], default="eager")
     p.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa",
                    help="transformers' attention implementation (its default is sdpa)")
     p.add_argument("--peak-tflops", type=float)
@@ -103,7 +105,9 @@ def main():
     n = a.batch_size
     ids = torch.randint(1000, config.vocab_size, (n, a.seq_len), device=device)
     run = torch.compile(model) if a.variant == "compile" else model
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=a.variant == "bf16")
+    half = {"bf16": torch.bfloat16, "f16": torch.float16}.get(a.variant)
+    autocast = torch.autocast(device.type, dtype=half or torch.bfloat16, enabled=half is not None)
+    scaler = torch.amp.GradScaler(device.type, enabled=a.variant == "f16")
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     if a.workload == "train":
@@ -119,8 +123,9 @@ def main():
                 z1, z2 = z[:n].float(), z[n:].float()
                 sim = F.cosine_similarity(z1.unsqueeze(1), z2.unsqueeze(0), dim=-1) / 0.05
                 loss = F.cross_entropy(sim, labels)
-            loss.backward()
-            optim.step()
+            scaler.scale(loss).backward()
+            scaler.step(optim)
+            scaler.update()
             optim.zero_grad(set_to_none=True)
             return loss.item()
 
@@ -156,7 +161,7 @@ def main():
         "workload": a.workload,
         "model": a.model,
         "backend": backend,
-        "precision": {"bf16": "bf16 autocast", "bf16-pure": "bf16", "tf32": "f32 (tf32 matmul)"}.get(a.variant, "f32"),
+        "precision": {"bf16": "bf16 autocast", "f16": "f16 autocast", "bf16-pure": "bf16", "tf32": "f32 (tf32 matmul)"}.get(a.variant, "f32"),
         "batch": n,
         "seq_len": a.seq_len,
         "warmup": a.warmup,

@@ -8,7 +8,7 @@ use burn::backend::ndarray::NdArrayDevice;
 use burn::backend::wgpu::{graphics::AutoGraphicsApi, graphics::GraphicsApi, WgpuDevice};
 use burn::backend::{Autodiff, NdArray, Wgpu};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::f16;
+use burn::tensor::{f16, FloatDType};
 #[cfg(feature = "cuda")]
 use burn::{
     backend::{cuda::CudaDevice, Cuda},
@@ -33,20 +33,63 @@ pub enum BackendKind {
     Cuda,
 }
 
-/// Floating-point type of every float tensor of a run: weights, activations,
-/// gradients and optimizer state alike (Burn 0.21 has no mixed precision, so
-/// a half-precision run keeps no f32 master weights).
+/// The floating-point types of a run: one type for every float tensor
+/// (weights, activations, gradients, optimizer state), or f32 weights with
+/// the encoder's matrix products in a half type (`*-mixed`, see
+/// [`crate::model::autocast`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum Precision {
     /// 32-bit floats, on every backend (CUDA's matrix products run on the
     /// tensor cores in TF32 where the autotuner finds that faster).
     #[default]
     F32,
-    /// bfloat16: CUDA only.
+    /// bfloat16 everywhere, no f32 master weights: CUDA only.
     Bf16,
-    /// IEEE half: CUDA, and WGPU adapters with 16-bit shader floats.
+    /// IEEE half everywhere: CUDA, and WGPU adapters with 16-bit shader floats.
     F16,
+    /// f32 weights, gradients, AdamW state and checkpoints; the encoder's
+    /// matrix products in bfloat16: CUDA only.
+    Bf16Mixed,
+    /// The same with the products in IEEE half, and the loss scaled so that
+    /// small gradients survive f16's range: CUDA, and WGPU adapters with
+    /// 16-bit shader floats.
+    F16Mixed,
+}
+
+impl Precision {
+    /// The type of the encoder's matrix products when it is not that of the
+    /// weights (the mixed precisions).
+    pub fn products(self) -> Option<FloatDType> {
+        match self {
+            Precision::Bf16Mixed => Some(FloatDType::BF16),
+            Precision::F16Mixed => Some(FloatDType::F16),
+            Precision::F32 | Precision::Bf16 | Precision::F16 => None,
+        }
+    }
+
+    /// Whether the loss is scaled in training ([`crate::train::loss_scale`]):
+    /// f16's range is too narrow for small gradients, bf16's is f32's.
+    pub fn scales_loss(self) -> bool {
+        self == Precision::F16Mixed
+    }
+
+    /// Whether weights and optimizer state stay f32.
+    pub fn keeps_f32_weights(self) -> bool {
+        matches!(
+            self,
+            Precision::F32 | Precision::Bf16Mixed | Precision::F16Mixed
+        )
+    }
+
+    /// The half type the run computes in, if any.
+    fn half(self) -> Option<FloatDType> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 | Precision::Bf16Mixed => Some(FloatDType::BF16),
+            Precision::F16 | Precision::F16Mixed => Some(FloatDType::F16),
+        }
+    }
 }
 
 impl fmt::Display for Precision {
@@ -55,6 +98,8 @@ impl fmt::Display for Precision {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
+            Precision::Bf16Mixed => "bf16-mixed",
+            Precision::F16Mixed => "f16-mixed",
         })
     }
 }
@@ -107,8 +152,10 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
 }
 
-/// Resolves `kind` to a device on this machine.
+/// Resolves `kind` to a device on this machine (and points CubeCL's
+/// caches at gcse's, see [`kernel_caches`]).
 pub fn resolve(kind: BackendKind) -> Result<Resolved> {
+    kernel_caches();
     match kind {
         BackendKind::Cpu => Ok(Resolved::Cpu),
         BackendKind::Wgpu => best_wgpu_adapter(true).ok_or_else(|| {
@@ -126,6 +173,36 @@ pub fn resolve(kind: BackendKind) -> Result<Resolved> {
             Ok(best_wgpu_adapter(false).unwrap_or(Resolved::Cpu))
         }
     }
+}
+
+/// CubeCL's on-disk caches, the autotuner's choices and (on CUDA) the
+/// compiled kernels, in `$GCSE_CACHE/cubecl` (default
+/// `~/.cache/gcse/cubecl`) wherever gcse runs, so that a second run starts
+/// without compiling or tuning again: CubeCL's own default keeps the
+/// autotune choices in the `target` folder of the Cargo project around the
+/// working directory and compiled kernels nowhere. A `cubecl.toml` (or
+/// `burn.toml`'s `[cubecl]`) in the working directory or above still
+/// decides any cache it sets; the first call before any device is used
+/// takes effect.
+pub fn kernel_caches() {
+    use burn::cubecl::config::cache::CacheConfig;
+    use burn::cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut config = CubeClRuntimeConfig::from_current_dir().override_from_env();
+        let root = crate::model::hub::cache_root().join("cubecl");
+        if matches!(config.autotune.cache, CacheConfig::Target) {
+            config.autotune.cache = CacheConfig::File(root.clone());
+        }
+        config
+            .compilation
+            .cache
+            .get_or_insert(CacheConfig::File(root));
+        let mut slot = CubeClRuntimeConfig::storage().lock();
+        if slot.is_none() {
+            *slot = Some(std::sync::Arc::new(config));
+        }
+    });
 }
 
 #[cfg(feature = "cuda")]
@@ -196,6 +273,16 @@ fn best_wgpu_adapter(allow_software: bool) -> Option<Resolved> {
 }
 
 impl Resolved {
+    /// Whether this device computes in the half type `dtype`.
+    fn computes_in(&self, dtype: FloatDType) -> bool {
+        match self {
+            Resolved::Cpu => false,
+            Resolved::Wgpu { shader_f16, .. } => dtype == FloatDType::F16 && *shader_f16,
+            #[cfg(feature = "cuda")]
+            Resolved::Cuda { .. } => true,
+        }
+    }
+
     /// Bytes of device memory that Burn's allocator holds now on a GPU
     /// backend (its pools keep what a step needed, so after a step this is
     /// that step's footprint); `None` on the CPU, where the process's
@@ -227,22 +314,27 @@ pub fn run<T: BackendTask>(resolved: &Resolved, task: T) -> T::Output {
 }
 
 /// Runs `task` on the resolved device with floats of `precision`, or says
-/// why this device cannot (the CPU backend computes in f32 only).
+/// why this device cannot (the CPU backend computes in f32 only). A mixed
+/// precision runs on the f32 backend: the task sets the products' type
+/// ([`Precision::products`]).
 pub fn run_at<T: BackendTask>(
     resolved: &Resolved,
     precision: Precision,
     task: T,
 ) -> Result<T::Output> {
+    if let Some(half) = precision.half() {
+        if !resolved.computes_in(half) {
+            return Err(Error::Usage(format!(
+                "{precision} is not available on {resolved}: f32 runs everywhere, f16 and \
+                 f16-mixed on CUDA and on WGPU adapters with 16-bit shader floats, bf16 and \
+                 bf16-mixed on CUDA"
+            )));
+        }
+    }
     match (resolved, precision) {
-        (_, Precision::F32) => Ok(run(resolved, task)),
-        (
-            Resolved::Wgpu {
-                device,
-                shader_f16: true,
-                ..
-            },
-            Precision::F16,
-        ) => Ok(task.run::<Autodiff<Wgpu<f16>>>(device.clone())),
+        (Resolved::Wgpu { device, .. }, Precision::F16) => {
+            Ok(task.run::<Autodiff<Wgpu<f16>>>(device.clone()))
+        }
         #[cfg(feature = "cuda")]
         (Resolved::Cuda { index }, Precision::F16) => {
             Ok(task.run::<Autodiff<Cuda<f16>>>(CudaDevice::new(*index)))
@@ -251,9 +343,6 @@ pub fn run_at<T: BackendTask>(
         (Resolved::Cuda { index }, Precision::Bf16) => {
             Ok(task.run::<Autodiff<Cuda<bf16>>>(CudaDevice::new(*index)))
         }
-        _ => Err(Error::Usage(format!(
-            "{precision} is not available on {resolved}: f32 runs everywhere, f16 on CUDA and on \
-             WGPU adapters with 16-bit shader floats, bf16 on CUDA"
-        ))),
+        _ => Ok(run(resolved, task)),
     }
 }

@@ -617,7 +617,9 @@ pub struct BenchArgs {
     pub backend: BackendKind,
     /// Float type of weights, activations, gradients and optimizer state:
     /// f32 anywhere, f16 on cuda and wgpu (where the adapter has 16-bit
-    /// shader floats), bf16 on cuda.
+    /// shader floats), bf16 on cuda; or the trainer's mixed precisions (f32
+    /// weights, half-precision products): f16-mixed where f16 runs,
+    /// bf16-mixed on cuda.
     #[arg(long, value_enum, default_value_t = Precision::F32)]
     pub precision: Precision,
 }

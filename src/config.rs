@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Precision;
 use crate::check;
 use crate::data::corpus::SourceSpec;
 use crate::data::data_root;
@@ -214,6 +215,13 @@ pub struct TrainSection {
     /// those of the plain step). Default: off (the whole batch in one pass).
     #[serde(default)]
     pub grad_cache_chunk: Option<usize>,
+    /// `f32` (default), `bf16-mixed` (CUDA) or `f16-mixed` (CUDA, WGPU
+    /// adapters with 16-bit shader floats): with a mixed precision the
+    /// encoder's matrix products run in the half type while weights,
+    /// gradients, AdamW state and checkpoints stay f32; `f16-mixed` scales
+    /// the loss dynamically.
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 /// `[eval]`.
@@ -485,6 +493,14 @@ impl TrainConfig {
             return Err(format!(
                 "`train.adam_epsilon` {} is outside the range of 32-bit floats",
                 t.adam_epsilon
+            ));
+        }
+        if !t.precision.keeps_f32_weights() {
+            return Err(format!(
+                "`train.precision` {} would keep the weights and AdamW's state in half \
+                 precision, where small updates round away: training takes `f32`, `bf16-mixed` \
+                 or `f16-mixed`",
+                t.precision
             ));
         }
         if let Some(end) = t.schedule_steps {

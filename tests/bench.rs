@@ -188,7 +188,7 @@ fn max_batch_measures_each_trial_and_respects_the_budget() {
 
 /// On WGPU in f16 (lavapipe has 16-bit shader floats, so CI runs this): the
 /// report names the precision and the device holds at least the model's
-/// weights at 2 bytes each. (WGPU in f32 is tested by the encoder parity
+/// weights at 2 bytes each; then training in f16-mixed. (WGPU in f32 is tested by the encoder parity
 /// and training tests.)
 #[test]
 fn bench_on_wgpu_in_f16_reports_the_device_memory_it_holds() {
@@ -223,4 +223,48 @@ fn bench_on_wgpu_in_f16_reports_the_device_memory_it_holds() {
         out.contains("f16 precision") && out.contains("device memory"),
         "{out}"
     );
+
+    // Training in f16-mixed: the report names it and times the host's
+    // enqueueing within each step; the autotuner's choices land in
+    // $GCSE_CACHE/cubecl, not in the Cargo project around the working
+    // directory.
+    let cache = dir.join("cache");
+    let json = dir.join("train.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gcse"))
+        .args(["bench", "train", "--model", dir.to_str().unwrap()])
+        .args([
+            "--batch-size",
+            "3",
+            "--seq-len",
+            "5",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+        ])
+        .args(["--backend", "wgpu", "--precision", "f16-mixed"])
+        .args(["--json", json.to_str().unwrap()])
+        .env("GCSE_CACHE", &cache)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("f16-mixed precision") && text.contains("host enqueue"),
+        "{text}"
+    );
+    let r = read_json(&json);
+    assert_eq!(r["precision"], "f16-mixed");
+    let enqueue = r["host_enqueue_seconds"]["max"].as_f64().unwrap();
+    assert!(enqueue > 0.0 && enqueue <= r["step_seconds"]["max"].as_f64().unwrap());
+    let mut stack = vec![cache.join("cubecl")];
+    let mut files = 0;
+    while let Some(path) = stack.pop() {
+        match std::fs::read_dir(&path) {
+            Ok(entries) => stack.extend(entries.map(|e| e.unwrap().path())),
+            Err(_) => files += usize::from(path.is_file()),
+        }
+    }
+    assert!(files > 0, "nothing cached under {}", cache.display());
 }

@@ -273,3 +273,70 @@ fn cross_encoder_logits_match_transformers_on_wgpu() {
         Err(e) => common::skip(test, &e.to_string()),
     }
 }
+
+/// Mixed precision on `wgpu` (lavapipe has 16-bit shader floats, so CI runs
+/// this): with the encoder's products in f16 the tiny model's pooled
+/// vectors and every parameter's gradient stay f32 and within f16's
+/// rounding of the f32 pass's, yet differ from them (the products did run
+/// in f16).
+#[test]
+fn f16_products_give_f32_vectors_and_gradients_near_the_f32_ones() {
+    use burn::backend::{Autodiff, Wgpu};
+    use burn::tensor::{DType, FloatDType, Int, Tensor};
+    use gcse::model::autocast::with_products_in;
+    use gcse::model::config::Architecture;
+    use gcse::model::encoder::{SentenceEncoder, SentenceEncoderConfig};
+
+    type B = Autodiff<Wgpu>;
+    let _wgpu = WGPU.lock().unwrap_or_else(|e| e.into_inner());
+    let test = "f16_products_give_f32_vectors_and_gradients";
+    let device = match resolve(BackendKind::Wgpu) {
+        Ok(Resolved::Wgpu {
+            device,
+            shader_f16: true,
+            ..
+        }) => device,
+        Ok(other) => return common::skip(test, &format!("{other} has no 16-bit shader floats")),
+        Err(e) => return common::skip(test, &e.to_string()),
+    };
+    let mut config = common::tiny_config(Architecture::Bert);
+    config.hidden_dropout_prob = 0.0;
+    config.attention_probs_dropout_prob = 0.0;
+    <B as burn::tensor::backend::Backend>::seed(&device, 11);
+    let encoder: SentenceEncoder<B> = SentenceEncoderConfig::new(config.clone()).init(&device);
+    let batch = common::padded_batch::<B>(&[7, 3, 5], config.vocab_size, 0, 2, &device);
+    let pass = |products: Option<FloatDType>| {
+        with_products_in(products, || {
+            let z = encoder.forward(&batch, Pooling::Cls);
+            assert_eq!(z.dtype(), DType::F32);
+            let weights = Tensor::<B, 1, Int>::arange(0..z.dims()[1] as i64, &device)
+                .float()
+                .sin()
+                .unsqueeze::<2>();
+            let grads = (z.clone() * weights).sum().backward();
+            let values = z.into_data().convert::<f64>().to_vec::<f64>().unwrap();
+            (values, common::param_grads(&encoder, &grads))
+        })
+    };
+    let (z32, g32) = pass(None);
+    let (z16, g16) = pass(Some(FloatDType::F16));
+    let worst = z32
+        .iter()
+        .zip(&z16)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f64, f64::max);
+    assert!(worst < 1e-2, "vectors differ by {worst}");
+    assert!(worst > 0.0, "f16 products gave the f32 vectors bit for bit");
+    eprintln!("f16 products: vectors within {worst:.1e} of f32's");
+    assert!(
+        g16.iter().all(|g| !g.is_empty()),
+        "a parameter lost its gradient"
+    );
+    // A parameter whose gradient is near 0 in f32 (the key bias's is 0 in
+    // exact arithmetic: softmax ignores a shift common to a row) keeps f16's
+    // rounding of the products around it: measured against 1% of the
+    // largest gradient of any parameter.
+    let largest = g32.iter().flatten().fold(0.0f64, |m, g| m.max(g.abs()));
+    common::assert_gradients_close("f16 vs f32 products", &g32, &g16, 1e-2 * largest, 2e-2);
+    assert_ne!(g32, g16, "f16 products gave the f32 gradients bit for bit");
+}

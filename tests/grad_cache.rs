@@ -83,7 +83,7 @@ fn run<L: BatchLoss>(
     batch: &TrainBatch<Train, L::Constants<Train>>,
     grad_cache: Option<usize>,
 ) -> (f64, Vec<Vec<f64>>) {
-    let output = model.step(loss, batch, grad_cache);
+    let output = model.step(loss, batch, grad_cache, 1.0);
     let mut visitor = Collect {
         grads: &output.grads,
         out: Vec::new(),

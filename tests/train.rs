@@ -187,8 +187,15 @@ fn stop_and_resume(config: &Path, run: &Path, step: usize, between: impl FnOnce(
     );
 }
 
+/// Five steps of all-MiniLM-L6-v2 against PyTorch's (f32) on `cpu` and
+/// `wgpu`; then `train.precision = "f16-mixed"` on `wgpu` where the adapter
+/// has 16-bit shader floats (lavapipe has, so CI runs it): its losses
+/// follow the f32 ones to f16's rounding without equalling them, every
+/// step logs the loss scale, the checkpoint saves it, the exported weights
+/// are f32; and the precisions a device or the trainer cannot take are
+/// refused before anything is written.
 #[test]
-fn five_steps_match_pytorch_on_cpu_and_wgpu_matches_cpu() {
+fn five_steps_match_pytorch_on_cpu_and_wgpu_and_f16_mixed_follows_them() {
     let Some(model) = common::minilm_dir("five_steps_match_pytorch") else {
         return;
     };
@@ -242,6 +249,72 @@ final_test = false
     assert_same_losses(&runs[0], &reference, 1e-5, "cpu vs PyTorch");
     assert_same_losses(&runs[1], &reference, 1e-5, "wgpu vs PyTorch");
     assert_same_losses(&runs[1], &runs[0], 1e-4, "wgpu vs cpu");
+
+    let dir = temp_dir("parity-f16-mixed");
+    let config = experiment(&dir, &model, &sentences, &model_keys, &extra);
+    let run = dir.join("run");
+    let mixed = ["--backend", "wgpu", "--set", "train.precision=f16-mixed"];
+    let (ok, _, err) = try_train(
+        &config,
+        &["--backend", "cpu", "--set", "train.precision=f16-mixed"],
+    );
+    assert!(
+        !ok && err.contains("f16-mixed is not available on cpu")
+            && err.contains(config.to_str().unwrap()),
+        "{err}"
+    );
+    let (ok, _, err) = try_train(
+        &config,
+        &["--backend", "wgpu", "--set", "train.precision=f16"],
+    );
+    assert!(
+        !ok && err.contains("`train.precision` f16 would keep the weights"),
+        "{err}"
+    );
+    assert!(!run.exists(), "a refused run left {}", run.display());
+    if !wgpu_computes_in_f16("five_steps_match_pytorch (f16-mixed)") {
+        return;
+    }
+    train(&config, &mixed);
+    let half = losses(&run);
+    assert_same_losses(&half, &runs[1], 1e-3, "wgpu f16-mixed vs f32");
+    assert!(
+        half.iter().zip(&runs[1]).any(|(a, b)| a.1 != b.1),
+        "f16-mixed gave the f32 losses bit for bit"
+    );
+    let scales: Vec<Option<f64>> = entries(&run)
+        .iter()
+        .filter_map(|e| match e {
+            LogEntry::Step(s) => Some(s.loss_scale),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(scales, vec![Some(65536.0); half.len()]);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(state_file(&run)).unwrap()).unwrap();
+    assert_eq!(state["loss_scale"]["scale"], 65536.0);
+    assert_eq!(state["loss_scale"]["good_steps"], half.len());
+    let weights = std::fs::read(run.join("best/model.safetensors")).unwrap();
+    let weights = safetensors::SafeTensors::deserialize(&weights).unwrap();
+    for (name, view) in weights.tensors() {
+        assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Whether this machine has a WGPU adapter with 16-bit shader floats (CI's
+/// lavapipe has); if not, says that `test` skips and why.
+fn wgpu_computes_in_f16(test: &str) -> bool {
+    match gcse::backend::resolve(gcse::backend::BackendKind::Wgpu) {
+        Ok(gcse::backend::Resolved::Wgpu {
+            shader_f16: true, ..
+        }) => true,
+        other => {
+            let why = other.map_or_else(|e| e.to_string(), |r| format!("{r}: no 16-bit floats"));
+            common::skip(test, &why);
+            false
+        }
+    }
 }
 
 /// A tiny model and 24 distinct sentences of its vocabulary.
@@ -318,6 +391,68 @@ fn a_stopped_and_resumed_run_has_the_losses_of_an_uninterrupted_one() {
     std::fs::write(&config, changed).unwrap();
     let (ok, _, err) = try_train(&config, &["--resume"]);
     assert!(!ok && err.contains("differs"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `f16-mixed` on the tiny model (`wgpu` with 16-bit shader floats): its
+/// large initial weights overflow f16 at the first loss scales, so steps are
+/// skipped (no gradient norm logged, the scale halved each time) until the
+/// scale fits; a run stopped after such steps and resumed logs the losses
+/// and scales of the uninterrupted run.
+#[test]
+fn f16_mixed_skips_overflowing_steps_and_resumes_with_its_loss_scale() {
+    if !wgpu_computes_in_f16("f16_mixed_skips_overflowing_steps") {
+        return;
+    }
+    let dir = temp_dir("f16-mixed-resume");
+    let (model, sentences) = tiny_setup(&dir);
+    let config = experiment(&dir, &model, &sentences, "max_len = 16", RESUMABLE);
+    let run = dir.join("run");
+    let mixed = ["--backend", "wgpu", "--set", "train.precision=f16-mixed"];
+    let steps = |run: &Path| -> Vec<(usize, f64, Option<f64>, Option<f64>)> {
+        entries(run)
+            .iter()
+            .filter_map(|e| match e {
+                LogEntry::Step(s) => Some((s.step, s.loss, s.grad_norm, s.loss_scale)),
+                _ => None,
+            })
+            .collect()
+    };
+    train(&config, &mixed);
+    let whole = steps(&run);
+    eprintln!("{whole:?}");
+    assert_eq!(whole.len(), 9);
+    let scales: Vec<f64> = whole.iter().map(|s| s.3.unwrap()).collect();
+    assert_eq!(scales[0], 65536.0);
+    for (i, pair) in whole.windows(2).enumerate() {
+        let skipped = pair[0].2.is_none();
+        let expected = if skipped { scales[i] / 2.0 } else { scales[i] };
+        assert_eq!(pair[1].3, Some(expected), "step {}: {whole:?}", pair[1].0);
+    }
+    assert!(
+        whole[0].2.is_none(),
+        "the first step did not overflow: {whole:?}"
+    );
+    assert!(
+        whole.iter().any(|s| s.2.is_some()),
+        "every step overflowed: {whole:?}"
+    );
+    std::fs::remove_dir_all(&run).unwrap();
+    let mut stopped = mixed.to_vec();
+    stopped.extend(["--stop-after", "4"]);
+    train(&config, &stopped);
+    let mut resumed = mixed.to_vec();
+    resumed.push("--resume");
+    train(&config, &resumed);
+    let again = steps(&run);
+    for (a, b) in whole.iter().zip(&again) {
+        assert_eq!(
+            (a.0, a.2.is_some(), a.3),
+            (b.0, b.2.is_some(), b.3),
+            "{whole:?}\n{again:?}"
+        );
+        assert!((a.1 - b.1).abs() < 1e-4, "{whole:?}\n{again:?}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -91,6 +91,10 @@ pub struct BenchReport {
     pub peak_device_bytes: Option<u64>,
     /// `train` with GradCache: sequences per chunk.
     pub grad_cache_chunk: Option<usize>,
+    /// `train`: the timed steps' seconds until the update was enqueued,
+    /// before the loss was read back (the host's part of the step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_enqueue_seconds: Option<Summary>,
 }
 
 /// Bytes in GiB.
@@ -136,6 +140,7 @@ impl BenchReport {
             peak_host_bytes: super::peak_host_rss(),
             peak_device_bytes: None,
             grad_cache_chunk: None,
+            host_enqueue_seconds: None,
         })
     }
 }
@@ -168,6 +173,14 @@ impl fmt::Display for BenchReport {
             self.warmup,
             self.first_step
         )?;
+        if let Some(e) = &self.host_enqueue_seconds {
+            writeln!(
+                f,
+                "  host enqueue {:.1} ms median ({:.0}% of the step)",
+                e.median * 1e3,
+                100.0 * e.median / s.median
+            )?;
+        }
         write!(
             f,
             "  {:.1} sentences/s, {:.0} tokens/s, {:.3} TFLOP/s",

@@ -8,11 +8,15 @@ use burn::optim::{AdamWConfig, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 
+use crate::backend::Precision;
 use crate::data::batcher::TokenBatch;
 use crate::loss::infonce::TwoViewInfoNce;
+use crate::model::autocast::with_products_in;
 use crate::model::encoder::SentenceEncoder;
 use crate::model::pooling::Pooling;
 use crate::rng::SplitMix64;
+use crate::train::clip::{global_norm, scale_grads};
+use crate::train::loss_scale::{LossScale, Verdict};
 use crate::train::step::{ContrastiveModel, TrainBatch};
 
 /// The shape of a benchmark run.
@@ -30,6 +34,23 @@ pub struct Shape {
     pub seed: u64,
     /// Training with GradCache: sequences per chunk.
     pub grad_cache: Option<usize>,
+    /// With a mixed precision, the products' type (and for `f16-mixed` the
+    /// trainer's dynamic loss scale: the gradients divided back, their norm
+    /// read to tell an overflow, which skips the update).
+    pub precision: Precision,
+}
+
+/// What [`train`] measured.
+#[derive(Debug, Clone)]
+pub struct TrainTimes {
+    /// Seconds of each step, warm-up first, until its loss was on the host.
+    pub steps: Vec<f64>,
+    /// Seconds of each step until the optimizer's update returned, before
+    /// the loss is read back: the host's time to enqueue the step (near the
+    /// step's own time, the step is bound by the host, not the device).
+    pub enqueued: Vec<f64>,
+    /// The last step's loss.
+    pub loss: f64,
 }
 
 /// Temperature of the benchmarked InfoNCE loss (SimCSE's).
@@ -67,14 +88,14 @@ pub fn random_tokens<B: Backend>(
 /// Seconds of each step (warm-up first) of unsupervised SimCSE training:
 /// `batch` sentences encoded twice with dropout, `cls` pooling through the
 /// MLP, InfoNCE at [`TEMPERATURE`], backward, AdamW (weight decay 0,
-/// epsilon 1e-8) at [`LEARNING_RATE`]; with GradCache when the shape says.
-/// Returns the times and the last loss.
+/// epsilon 1e-8) at [`LEARNING_RATE`]; with GradCache and a mixed precision
+/// when the shape says.
 pub fn train<B: AutodiffBackend>(
     encoder: SentenceEncoder<B>,
     vocab: usize,
     shape: Shape,
     device: &B::Device,
-) -> (Vec<f64>, f64) {
+) -> TrainTimes {
     let mut model = ContrastiveModel {
         classifier: None,
         encoder,
@@ -88,8 +109,12 @@ pub fn train<B: AutodiffBackend>(
         .with_weight_decay(0.0)
         .init();
     let tokens = random_tokens(vocab, shape.batch, shape.seq_len, 2, shape.seed, device);
-    let mut times = Vec::with_capacity(shape.warmup + shape.steps);
-    let mut loss = f64::NAN;
+    let mut loss_scale = shape.precision.scales_loss().then(LossScale::default);
+    let mut times = TrainTimes {
+        steps: Vec::with_capacity(shape.warmup + shape.steps),
+        enqueued: Vec::with_capacity(shape.warmup + shape.steps),
+        loss: f64::NAN,
+    };
     for step in 0..shape.warmup + shape.steps {
         let batch = TrainBatch {
             tokens: tokens.clone(),
@@ -97,12 +122,26 @@ pub fn train<B: AutodiffBackend>(
             dropout_seed: SplitMix64::derived(shape.seed, &[step as u64]).next_u64(),
         };
         let start = Instant::now();
-        let output = model.step(&loss_fn, &batch, shape.grad_cache);
-        model = optim.step(LEARNING_RATE, model, output.grads);
-        loss = output.item.read().0;
-        times.push(start.elapsed().as_secs_f64());
+        let scale = loss_scale.map_or(1.0, |s| s.scale);
+        let output = with_products_in(shape.precision.products(), || {
+            model.step(&loss_fn, &batch, shape.grad_cache, scale)
+        });
+        let mut grads = output.grads;
+        let verdict = match loss_scale.as_mut() {
+            Some(s) => {
+                scale_grads::<B, _>(&model, &mut grads, scale.recip());
+                s.observe(global_norm::<B, _>(&model, &grads).is_finite())
+            }
+            None => Verdict::Apply,
+        };
+        if verdict == Verdict::Apply {
+            model = optim.step(LEARNING_RATE, model, grads);
+        }
+        times.enqueued.push(start.elapsed().as_secs_f64());
+        times.loss = output.item.read().0;
+        times.steps.push(start.elapsed().as_secs_f64());
     }
-    (times, loss)
+    times
 }
 
 /// Seconds of each step (warm-up first) of embedding `batch` sentences
@@ -118,7 +157,9 @@ pub fn embed<B: Backend>(
     (0..shape.warmup + shape.steps)
         .map(|_| {
             let start = Instant::now();
-            let vectors = encoder.forward(&tokens, Pooling::ClsBeforePooler);
+            let vectors = with_products_in(shape.precision.products(), || {
+                encoder.forward(&tokens, Pooling::ClsBeforePooler)
+            });
             vectors.into_data();
             start.elapsed().as_secs_f64()
         })

@@ -11,7 +11,7 @@ use clap::ValueEnum;
 
 use crate::backend::BackendTask;
 use crate::bench::max_batch::{Outcome, Search};
-use crate::bench::report::{gib, BenchReport};
+use crate::bench::report::{gib, BenchReport, Summary};
 use crate::bench::workload::{self, Shape};
 use crate::bench::{flops, preset, PRESETS};
 use crate::cli::{BenchArgs, BenchWorkload};
@@ -68,22 +68,25 @@ impl BackendTask for BenchTask {
             steps: args.steps,
             seed: 42,
             grad_cache: args.grad_cache_chunk,
+            precision: args.precision,
         };
-        let (name, times, flops_per_step) = match args.workload {
+        let (name, times, enqueued, flops_per_step) = match args.workload {
             BenchWorkload::Train => {
-                let (times, loss) = workload::train(encoder, config.vocab_size, shape, &device);
-                if !loss.is_finite() {
-                    return Err(Error::Usage(format!("the loss became {loss}")));
+                let times = workload::train(encoder, config.vocab_size, shape, &device);
+                if !times.loss.is_finite() {
+                    return Err(Error::Usage(format!("the loss became {}", times.loss)));
                 }
                 (
                     "train",
-                    times,
+                    times.steps,
+                    Some(times.enqueued),
                     flops::train_step(&config, shape.batch, shape.seq_len),
                 )
             }
             BenchWorkload::Embed => (
                 "embed",
                 workload::embed(encoder.valid(), config.vocab_size, shape, &device),
+                None,
                 flops::forward(&config, shape.batch, shape.seq_len),
             ),
             BenchWorkload::MaxBatch => unreachable!("max-batch runs `bench train` per trial"),
@@ -102,6 +105,8 @@ impl BackendTask for BenchTask {
         )
         .expect("at least one timed step of finite length");
         report.grad_cache_chunk = shape.grad_cache;
+        report.host_enqueue_seconds =
+            enqueued.and_then(|e| Summary::of(&e[shape.warmup.min(e.len())..]));
         report.precision = args.precision.to_string();
         Ok(report)
     }

@@ -54,14 +54,21 @@ pub fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let resolved = announce(args.backend)?;
+            let precision = config.train.precision;
+            let backend = match precision {
+                backend::Precision::F32 => resolved.to_string(),
+                mixed => format!("{resolved}, {mixed}"),
+            };
             let task = train::TrainTask {
                 config,
                 resume: args.resume,
                 no_tui: args.no_tui,
                 stop_after: args.stop_after,
-                backend: resolved.to_string(),
+                backend,
             };
-            backend::run(&resolved, task)
+            backend::run_at(&resolved, precision, task).map_err(|e| {
+                Error::Usage(format!("{}: `train.precision`: {e}", args.config.display()))
+            })?
         }
         Command::Filter(args) => {
             let resolved = announce(args.backend)?;

@@ -22,6 +22,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Bool, Int, Tensor};
 
+use super::autocast::{self, product};
 use super::config::{Architecture, BertConfig, HiddenAct};
 use super::cpu_layer::{CpuPass, LayerWeights};
 use super::cpu_train::CpuTrainPass;
@@ -180,7 +181,7 @@ impl<B: Backend> Bert<B> {
         let padding = batch.padding_mask();
         let mut states = Vec::with_capacity(self.layers.len() + 1);
         let mut x = self.embeddings.forward(batch);
-        let fused = !GENERIC_ONLY.get();
+        let fused = !GENERIC_ONLY.get() && autocast::products_dtype().is_none();
         let mut cpu = fused.then(|| CpuPass::new(&x, &padding)).flatten();
         let train = fused.then(|| CpuTrainPass::new(&x, &padding)).flatten();
         states.push(x.clone());
@@ -276,7 +277,7 @@ impl<B: Backend> Layer<B> {
 /// the CPU backend).
 fn dense<B: Backend>(linear: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
     let [batch, seq, d_in] = x.dims();
-    let y = linear.forward(x.reshape([batch * seq, d_in]));
+    let y = autocast::linear(linear, x.reshape([batch * seq, d_in]));
     let d_out = y.dims()[1];
     y.reshape([batch, seq, d_out])
 }
@@ -343,12 +344,13 @@ impl<B: Backend> SelfAttention<B> {
                 .mask_fill(mask, f32::NEG_INFINITY);
             let probs = self.dropout.forward(softmax(scores, 3));
             (probs.swap_dims(2, 3) * v).sum_dim(2)
-        } else if self.dropout.prob > 0.0 && B::ad_enabled(&q.device()) {
-            let scores = q
-                .matmul(k.swap_dims(2, 3))
+        } else if (self.dropout.prob > 0.0 && B::ad_enabled(&q.device()))
+            || autocast::products_dtype().is_some()
+        {
+            let scores = product(q, k.swap_dims(2, 3))
                 .mul_scalar(scale)
                 .mask_fill(mask, f32::NEG_INFINITY);
-            self.dropout.forward(softmax(scores, 3)).matmul(v)
+            product(self.dropout.forward(softmax(scores, 3)), v)
         } else {
             attention(q, k, v, Some(mask), None, AttentionModuleOptions::default())
         };

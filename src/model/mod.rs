@@ -1,5 +1,6 @@
 //! The sentence encoder: architecture, weights, pooling, checkpoint loading.
 
+pub mod autocast;
 pub mod bert;
 pub mod card;
 pub mod config;

@@ -19,6 +19,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::loss_scale::LossScale;
 use crate::error::{Error, Result};
 use crate::json_file::{read_json, write_json};
 
@@ -32,6 +33,9 @@ pub struct TrainState {
     /// The objective's state across steps ([`crate::objective::Objective::state`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective: Option<serde_json::Value>,
+    /// The loss scale of `f16-mixed` training ([`super::loss_scale`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<LossScale>,
     /// Bytes of each record file of the checkpoint, as written (absent in
     /// checkpoints of earlier versions).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -52,6 +52,15 @@ pub fn global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
         .sqrt()
 }
 
+/// Multiplies every gradient of `model`'s parameters in `grads` by `factor`.
+pub fn scale_grads<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    grads: &mut GradientsParams,
+    factor: f64,
+) {
+    model.visit(&mut Scale { grads, factor });
+}
+
 /// Scales `grads` so that their global norm is at most `max_norm`; returns
 /// the norm before clipping.
 pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
@@ -62,7 +71,7 @@ pub fn clip_global_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     let norm = global_norm::<B, M>(model, grads);
     let factor = max_norm / (norm + 1e-6);
     if factor < 1.0 {
-        model.visit(&mut Scale { grads, factor });
+        scale_grads::<B, M>(model, grads, factor);
     }
     norm
 }

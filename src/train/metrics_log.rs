@@ -72,6 +72,10 @@ pub struct StepEntry {
     /// Seconds this step took (absent in logs of earlier versions).
     #[serde(default)]
     pub seconds: Option<f64>,
+    /// The loss scale of `f16-mixed` training at this step; a step whose
+    /// scaled gradients overflowed has no `grad_norm` and made no update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
 }
 
 /// One evaluation.
@@ -378,6 +382,7 @@ mod tests {
                 grad_norm: None,
                 sentences_per_second: 10.0,
                 seconds: Some(0.25),
+                loss_scale: None,
             }),
             LogEntry::Stats(StatsEntry::new("toy", 1, &stats)),
             LogEntry::Eval(EvalEntry {

@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod clip;
 pub mod finite;
+pub mod loss_scale;
 pub mod metrics_log;
 pub mod plots;
 pub mod run;

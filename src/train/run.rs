@@ -23,8 +23,9 @@ use burn::train::renderer::{MetricsRendererTraining, TrainingProgress};
 use burn::train::Interrupter;
 
 use super::checkpoint::{Checkpoints, TrainState};
-use super::clip::{clip_global_norm, global_norm};
+use super::clip::{clip_global_norm, global_norm, scale_grads};
 use super::finite::weights_finite;
+use super::loss_scale::{LossScale, Verdict};
 use super::metric::{self, counts, numeric, status};
 use super::metrics_log::{
     read_log, EvalEntry, LogEntry, MetricsLog, StartEntry, StatsEntry, StepEntry,
@@ -45,6 +46,7 @@ use crate::eval::evaluator::{
 };
 use crate::json_file::write_json;
 use crate::loss::Readings;
+use crate::model::autocast::with_products_in;
 use crate::model::cross_encoder::{CrossEncoder, CrossScorer, LoadedCrossEncoder, ModelKind};
 use crate::model::encoder::SentenceEncoder;
 use crate::model::export::{write_cross_encoder_folder, write_model_folder, FolderMeta};
@@ -256,10 +258,18 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
                     step: 0,
                     best: None,
                     objective: None,
+                    loss_scale: None,
                     files: Default::default(),
                 },
             ),
         };
+        let kept = state.loss_scale.take();
+        state.loss_scale = self
+            .config
+            .train
+            .precision
+            .scales_loss()
+            .then(|| kept.unwrap_or_default());
         if let Some(saved) = state.objective.take() {
             self.objective
                 .restore(saved)
@@ -300,7 +310,14 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             let started = Instant::now();
             let indices = order.batch(&self, state.step);
             let (next, done) = self
-                .step(model, &mut optim, &mut schedule, state.step, indices)
+                .step(
+                    model,
+                    &mut optim,
+                    &mut schedule,
+                    state.step,
+                    indices,
+                    state.loss_scale.as_mut(),
+                )
                 .map_err(|diverged| diverged.error(saved_at))?;
             model = next;
             self.objective.observe(indices, &done.readings);
@@ -342,7 +359,10 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
     /// step, gradients clipped, the learning rate of the schedule.
     ///
     /// A loss or gradient norm that is not finite stops the step before the
-    /// update, so the weights stay those of the step before.
+    /// update, so the weights stay those of the step before. With
+    /// `loss_scale` (f16-mixed) the gradients are those of the scaled loss,
+    /// divided back before clipping, and gradients that overflowed skip the
+    /// update and lower the scale instead, unless it is at its smallest.
     fn step<Opt: Optimizer<ContrastiveModel<B>, B>>(
         &self,
         model: ContrastiveModel<B>,
@@ -350,6 +370,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         schedule: &mut LinearWarmupDecay,
         step: usize,
         indices: &[usize],
+        loss_scale: Option<&mut LossScale>,
     ) -> std::result::Result<(ContrastiveModel<B>, StepDone), StepFailed> {
         let train = &self.config.train;
         let seed = |purpose| SplitMix64::derived(train.seed, &[purpose, step as u64]).next_u64();
@@ -361,8 +382,19 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             constants,
             dropout_seed: seed(stream::DROPOUT),
         };
-        let output = model.step(self.objective.loss(), &batch, train.grad_cache_chunk);
+        let scale = loss_scale.as_ref().map(|s| s.scale);
+        let output = with_products_in(train.precision.products(), || {
+            model.step(
+                self.objective.loss(),
+                &batch,
+                train.grad_cache_chunk,
+                scale.unwrap_or(1.0),
+            )
+        });
         let mut grads = output.grads;
+        if let Some(scale) = scale {
+            scale_grads::<B, _>(&model, &mut grads, scale.recip());
+        }
         let grad_norm = if train.max_grad_norm > 0.0 {
             clip_global_norm::<B, _>(&model, &mut grads, train.max_grad_norm)
         } else {
@@ -370,7 +402,24 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
         };
         let lr = schedule.step();
         let (loss, readings) = output.item.read();
-        if !(loss.is_finite() && grad_norm.is_finite()) {
+        let finite = loss.is_finite() && grad_norm.is_finite();
+        let verdict = match loss_scale {
+            Some(s) => s.observe(finite),
+            None if finite => Verdict::Apply,
+            None => Verdict::Diverged,
+        };
+        let done = StepDone {
+            epoch: step / self.steps_per_epoch,
+            loss,
+            lr,
+            grad_norm: Some(grad_norm),
+            loss_scale: scale,
+            readings,
+        };
+        if verdict == Verdict::Skip {
+            return Ok((model, done));
+        }
+        if verdict == Verdict::Diverged {
             return Err(StepFailed::Diverged(Divergence {
                 step: step + 1,
                 loss,
@@ -378,17 +427,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
                 lr,
             }));
         }
-        let model = optim.step(lr, model, grads);
-        Ok((
-            model,
-            StepDone {
-                epoch: step / self.steps_per_epoch,
-                loss,
-                lr,
-                grad_norm: Some(grad_norm),
-                readings,
-            },
-        ))
+        Ok((optim.step(lr, model, grads), done))
     }
 
     /// Logs a finished step and shows it: loss, rate, throughput, and the
@@ -407,6 +446,7 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             loss,
             lr,
             grad_norm,
+            loss_scale,
             ..
         } = *done;
         log.write(&LogEntry::Step(StepEntry {
@@ -414,9 +454,10 @@ impl<B: AutodiffBackend, O: Objective> Trainer<B, O> {
             epoch,
             loss,
             lr,
-            grad_norm,
+            grad_norm: grad_norm.filter(|g| g.is_finite()),
             sentences_per_second: per_second,
             seconds: Some(seconds),
+            loss_scale,
         }))?;
         renderer.update_train(numeric(metric::LOSS, loss, format!("{loss:.4}")));
         renderer.update_train(numeric(metric::LR, lr, format!("{lr:.2e}")));
@@ -703,6 +744,8 @@ struct StepDone {
     loss: f64,
     lr: f64,
     grad_norm: Option<f64>,
+    /// The loss scale the step's gradients were taken at (f16-mixed).
+    loss_scale: Option<f64>,
     readings: Readings,
 }
 

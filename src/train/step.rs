@@ -106,30 +106,39 @@ impl<B: Backend> ContrastiveModel<B> {
 
 impl<B: AutodiffBackend> ContrastiveModel<B> {
     /// The loss of `batch` and the gradients of every parameter: in one
-    /// pass, or with GradCache `grad_cache` rows at a time.
+    /// pass, or with GradCache `grad_cache` rows at a time. The gradients are
+    /// those of `scale` times the loss (loss scaling; 1 for the plain ones).
     pub fn step<L: BatchLoss>(
         &self,
         loss: &L,
         batch: &TrainBatch<B, L::Constants<B>>,
         grad_cache: Option<usize>,
+        scale: f64,
     ) -> TrainOutput<LossOutput<B>> {
         match grad_cache {
-            Some(chunk) => self.grad_cache_step(loss, batch, chunk),
+            Some(chunk) => self.grad_cache_step(loss, batch, chunk, scale),
             None => {
                 let out = self.loss(loss, batch);
-                TrainOutput::new(self, out.loss.backward(), out)
+                let scaled = if scale == 1.0 {
+                    out.loss.clone()
+                } else {
+                    out.loss.clone().mul_scalar(scale)
+                };
+                TrainOutput::new(self, scaled.backward(), out)
             }
         }
     }
 
     /// The step's loss and gradients with GradCache, `chunk` rows at a time:
     /// equal to those of the loss of [`ContrastiveModel::embed`] with the
-    /// same `chunk`, with one chunk's activations in memory at a time.
+    /// same `chunk`, with one chunk's activations in memory at a time (the
+    /// gradients times `scale`, as in [`ContrastiveModel::step`]).
     pub fn grad_cache_step<L: BatchLoss>(
         &self,
         loss: &L,
         batch: &TrainBatch<B, L::Constants<B>>,
         chunk: usize,
+        scale: f64,
     ) -> TrainOutput<LossOutput<B>> {
         materialise(self);
         let cached = self
@@ -142,6 +151,11 @@ impl<B: AutodiffBackend> ContrastiveModel<B> {
         let upstream = cached
             .grad(&out.loss.backward())
             .expect("the loss depends on every embedding");
+        let upstream = if scale == 1.0 {
+            upstream
+        } else {
+            upstream.mul_scalar(scale)
+        };
         let device = batch.tokens.input_ids.device();
         let mut accumulated = GradientsAccumulator::<Self>::new();
         for (i, start, len) in chunks(batch.tokens.rows(), chunk) {
