@@ -7,7 +7,8 @@
 //! attention op. On the CPU each layer runs fused: [`super::cpu_layer`] on
 //! the plain backend, [`super::cpu_train`] (one autodiff node a layer) on the
 //! autodiff one; [`with_generic_layers`] turns both off, for the tests that
-//! hold them to the generic path.
+//! hold them to the generic path. Inside [`super::autocast::with_products_in`]
+//! every matrix product runs in the scope's half type (generic path only).
 
 use std::cell::Cell;
 
